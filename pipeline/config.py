@@ -1,0 +1,189 @@
+"""Settings for every command, worker, test and script.
+
+Sources, highest priority first: explicit keyword arguments, ``KAFKA_BOOTSTRAP`` (honoured everywhere so
+that one variable points the whole project at a broker), ``PIPELINE_*`` environment variables (nested
+fields with ``__``, e.g. ``PIPELINE_TOPICS__INPUT``), an optional TOML file (``--config`` or
+``PIPELINE_CONFIG``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_ENV = "PIPELINE_CONFIG"
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
+
+
+def default_model_cache() -> Path:
+    """The cache outlives a clone so that CI and later sessions skip the (minutes-long) export."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kafka-inference-pipeline" / "models"
+
+
+class KafkaSecurity(BaseModel):
+    """Client security settings, passed unchanged to every Kafka client the project makes."""
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_endpoint_identification_algorithm: str | None = None
+    # Any other librdkafka property, for what the fields above do not name.
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    def librdkafka(self) -> dict[str, str]:
+        conf: dict[str, str] = {"security.protocol": self.security_protocol.lower()}
+        plain = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.endpoint.identification.algorithm": self.ssl_endpoint_identification_algorithm,
+        }
+        conf.update({k: v for k, v in plain.items() if v is not None})
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_key_password is not None:
+            conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        conf.update(self.extra)
+        return conf
+
+
+class Topics(BaseModel):
+    input: str = "pipeline.input"
+    inference: str = "pipeline.inference"
+    inference_priority: str = "pipeline.inference.priority"
+    output: str = "pipeline.output"
+    error: str = "pipeline.error"
+    dead_letter: str = "pipeline.dead-letter"
+    control: str = "pipeline.control"
+
+    def all(self) -> dict[str, str]:
+        """Role -> topic name, in the order of the data path."""
+        return self.model_dump()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PIPELINE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security: KafkaSecurity = Field(default_factory=KafkaSecurity)
+    topics: Topics = Field(default_factory=Topics)
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    dead_letter_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
+    group: str = "pipeline"
+    worker_id: str | None = None
+    admin_timeout_s: float = Field(default=10.0, gt=0)
+
+    # Events
+    framing: Literal["single-object", "confluent"] = "single-object"
+    schema_registry_url: str | None = None
+    schemas_dir: Path = REPO_ROOT / "schemas"
+    max_message_bytes: int = Field(default=1_000_000, gt=0)
+
+    # Model
+    model: str = "minilm-l6"
+    models_file: Path = REPO_ROOT / "models.toml"
+    model_cache: Path = Field(default_factory=default_model_cache)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int | None = Field(default=None, ge=0)
+
+    # Hot path
+    batch_size: int = Field(default=32, ge=1)
+    batch_max_wait_ms: int = Field(default=20, ge=0)
+
+    # Operations
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("bootstrap_servers must not be empty")
+        return v.strip()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _BootstrapEnvSource(settings_cls)]
+        sources.append(env_settings)
+        toml_path = os.environ.get(CONFIG_ENV)
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """The base librdkafka config every confluent-kafka client starts from."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.security.librdkafka()}
+
+
+class _BootstrapEnvSource(PydanticBaseSettingsSource):
+    """``KAFKA_BOOTSTRAP`` wins over ``PIPELINE_BOOTSTRAP_SERVERS`` and the TOML file."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        value = os.environ.get(BOOTSTRAP_ENV)
+        return {"bootstrap_servers": value} if value else {}
+
+
+class ConfigError(Exception):
+    """A configuration file or value that cannot be used; its message is meant for the user."""
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load settings, reading ``config_file`` (or ``$PIPELINE_CONFIG``) as TOML when given."""
+    from pydantic import ValidationError
+
+    previous = os.environ.get(CONFIG_ENV)
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        os.environ[CONFIG_ENV] = str(path)
+    elif previous and not Path(previous).is_file():
+        raise ConfigError(f"config file not found: {previous} (from ${CONFIG_ENV})")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    except Exception as exc:  # tomllib errors and the like
+        raise ConfigError(f"cannot read configuration: {exc}") from None
+    finally:
+        if config_file is not None:
+            if previous is None:
+                os.environ.pop(CONFIG_ENV, None)
+            else:
+                os.environ[CONFIG_ENV] = previous
