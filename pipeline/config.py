@@ -115,6 +115,17 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=32, ge=1)
     batch_max_wait_ms: int = Field(default=20, ge=0)
 
+    input_batch_size: int = Field(default=500, ge=1)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    drain_timeout_s: float = Field(default=8.0, gt=0)
+    retry_max_attempts: int = Field(default=5, ge=1)
+    retry_base_delay_ms: int = Field(default=100, ge=0)
+
+    # Hooks: dotted paths ("package.module:function"), called per event and timed.
+    hooks_pre: list[str] = Field(default_factory=list)
+    hooks_post: list[str] = Field(default_factory=list)
+    hooks_error: list[str] = Field(default_factory=list)
+
     # Operations
     metrics_port: int = Field(default=0, ge=0, le=65535)
     log_level: str = "info"

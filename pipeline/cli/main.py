@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
 
 from pipeline.cli import model, schemas, topics, worker
+from pipeline.logs import configure_logging
 
 app = typer.Typer(
     name="pipeline",
@@ -13,6 +17,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", envvar="PIPELINE_CONFIG", help="TOML settings file.", show_envvar=True
+    ),
+) -> None:
+    """Settings come from PIPELINE_* variables, KAFKA_BOOTSTRAP and an optional TOML file."""
+    ctx.obj = {"config": config}
+    configure_logging(os.environ.get("PIPELINE_LOG_LEVEL", "warning"))
+
+
 app.add_typer(topics.app, name="topics")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(model.app, name="model")

@@ -1,0 +1,60 @@
+"""What every subcommand shares: loading settings and turning known failures into one clear line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from pipeline.config import ConfigError, Settings, load_settings
+from pipeline.kafka.admin import BrokerUnavailable
+from pipeline.model.errors import ModelError
+
+# Piped output (scripts, tests, `| grep`) gets full-width tables instead of ellipses.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+
+
+class CommandError(Exception):
+    """A command's own refusal (bad argument, missing data); exits 1 with the message."""
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, BrokerUnavailable, ModelError, CommandError) as exc:
+            # their message is already meant for a person: one line, non-zero exit, no traceback
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def settings_from(ctx: typer.Context | None = None, **overrides: Any) -> Settings:
+    """Settings with the global ``--config`` file and any per-command overrides that were given."""
+    config_file = None
+    if ctx is not None and ctx.obj:
+        config_file = ctx.obj.get("config")
+    return load_settings(config_file, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

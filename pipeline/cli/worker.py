@@ -1,0 +1,61 @@
+"""`pipeline worker`: runs the processors (Faust agents fed by micro-batch readers)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import typer
+
+from pipeline.cli.common import err_console, handle_errors, settings_from
+from pipeline.kafka.admin import connect_admin
+from pipeline.logs import configure_logging
+
+
+class Role(StrEnum):
+    input = "input"
+    inference = "inference"
+    all = "all"
+
+
+@handle_errors
+def worker(
+    ctx: typer.Context,
+    role: Role = typer.Option(Role.all, help="Which agents this worker runs."),
+    worker_id: str | None = typer.Option(
+        None, help="Stable worker id: static group membership, so a restart keeps its partitions."
+    ),
+    batch_size: int | None = typer.Option(None, min=1, help="Inference micro-batch size N."),
+    batch_max_wait_ms: int | None = typer.Option(None, min=0, help="Close a batch W ms after its first event."),
+    model: str | None = typer.Option(None, help="Default model (config: model)."),
+    log_level: str | None = typer.Option(None, help="crit, error, warn, info or debug."),
+) -> None:
+    """Run the pipeline's agents in the foreground until SIGTERM or Ctrl-C."""
+    from pipeline.processors.app import run_worker
+    from pipeline.processors.wiring import build_roles
+
+    settings = settings_from(
+        ctx,
+        worker_id=worker_id,
+        batch_size=batch_size,
+        batch_max_wait_ms=batch_max_wait_ms,
+        model=model,
+        log_level=log_level,
+    )
+    configure_logging(settings.log_level)
+    connect_admin(settings)  # a clear line now rather than a Faust traceback later
+    roles = ("input", "inference") if role is Role.all else (role.value,)
+    err_console.print(
+        f"worker role={role.value} broker={settings.bootstrap_servers} model={settings.model} "
+        f"batch={settings.batch_size}/{settings.batch_max_wait_ms}ms id={settings.worker_id or '-'}",
+        highlight=False,
+    )
+    code = run_worker(
+        settings, lambda hot_path: build_roles(settings, roles, hot_path), loglevel=_faust_level(settings.log_level)
+    )
+    raise typer.Exit(code)
+
+
+def _faust_level(level: str) -> str:
+    """Faust's CLI levels are crit, error, warn, info, debug (it refuses `warning`)."""
+    level = level.lower()
+    return {"warning": "warn", "critical": "crit"}.get(level, level)

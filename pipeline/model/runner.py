@@ -1,0 +1,349 @@
+"""One model, loaded from the cache into an ONNX Runtime session, answering batches event by event.
+
+``run_batch`` is synchronous and CPU/GPU bound; ONNX Runtime releases the GIL while it computes, so a
+worker should call :meth:`ModelRunner.run_batch_async`, which runs the batch on the runner's own single
+thread and lets the event loop keep consuming meanwhile. One thread per runner on purpose: two batches at
+once on one session would only fight over the same intra-op threads (or the same GPU stream).
+
+Batch isolation: each event is validated before batching and fails alone with its own error code; if ONNX
+Runtime still raises on a batch, the batch is bisected until the culprits are found, so their neighbours
+still get results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from pipeline.model import tiny
+from pipeline.model.errors import ErrorCode, InputError, ModelError, ModelNotExported
+from pipeline.model.inputs import ModelInput
+from pipeline.model.outcome import Failure, ModelInfo, Outcome, Success
+from pipeline.model.providers import CPU, Device, create_session, default_intra_op_threads
+from pipeline.model.registry import TEXT_EMBEDDING, ModelSpec
+from pipeline.model.texts import mixed_texts
+from pipeline.model.tokenize import TextTokenizer
+
+log = logging.getLogger(__name__)
+
+RawInput = ModelInput | Mapping[str, Any]
+Feeds = dict[str, np.ndarray]
+
+# ONNX tensor type -> numpy dtype, for validating requests against the graph's inputs.
+_ORT_DTYPES: dict[str, np.dtype[Any]] = {
+    f"tensor({k})": np.dtype(v)
+    for k, v in {
+        "float": "float32",
+        "float16": "float16",
+        "double": "float64",
+        "int8": "int8",
+        "int16": "int16",
+        "int32": "int32",
+        "int64": "int64",
+        "uint8": "uint8",
+        "uint16": "uint16",
+        "uint32": "uint32",
+        "uint64": "uint64",
+        "bool": "bool",
+    }.items()
+}
+
+
+def resolve_model_file(spec: ModelSpec, cache: Path) -> Path:
+    """The model's ONNX file in the cache; ``tiny`` is generated when missing, others need an export."""
+    path = spec.path(cache)
+    if spec.builder == "tiny":
+        return tiny.ensure(path)[0]
+    if not path.is_file():
+        raise ModelNotExported(
+            f"model {spec.name!r} is not in the model cache ({path} missing): "
+            f"run `pipeline model export --model {spec.name}`"
+        )
+    return path
+
+
+class ModelRunner:
+    """A loaded model. Create it once at start-up (it warms up), then call ``run_batch(_async)``."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        cache: Path,
+        *,
+        device: Device = "auto",
+        intra_op_threads: int | None = None,
+        fp16: bool = False,
+        device_id: int = 0,
+        warm_up: bool = True,
+        warm_up_batch: int = 32,
+    ) -> None:
+        self.spec = spec
+        self.path = resolve_model_file(spec, cache)
+        self.intra_op_threads = default_intra_op_threads() if intra_op_threads is None else intra_op_threads
+        self._device_id = device_id
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.intra_op_threads  # 0 lets ONNX Runtime decide
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session, self.provider = create_session(
+            self.path, options, device, tensorrt=spec.tensorrt, device_id=device_id
+        )
+        fp16_path = spec.fp16_path(cache)
+        if fp16 and self.provider != CPU and fp16_path is not None and fp16_path.is_file():
+            self._session, self.provider = create_session(fp16_path, options, "cuda", device_id=device_id)
+            self.path = fp16_path
+        elif fp16:
+            log.info(
+                "model %s: fp16 variant not used (provider %s, file %s)", spec.name, self.provider, fp16_path
+            )
+        self._on_device = self.provider != CPU
+        self.info = ModelInfo(spec.name, spec.version, self.provider)
+        self.inputs = {i.name: (i.type, list(i.shape)) for i in self._session.get_inputs()}
+        self.outputs = {o.name: (o.type, list(o.shape)) for o in self._session.get_outputs()}
+        self._check_mapping()
+        self._output_names = list(dict.fromkeys(spec.outputs.values()))
+        self._tokenizer: TextTokenizer | None = None
+        if spec.task == TEXT_EMBEDDING:
+            assert spec.max_seq_length is not None
+            self._tokenizer = TextTokenizer(spec.tokenizer_path(cache), spec.max_seq_length)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{spec.name}")
+        log.info(
+            "model %s v%s loaded from %s on %s (intra-op threads %s)",
+            spec.name,
+            spec.version,
+            self.path,
+            self.provider,
+            self.intra_op_threads,
+        )
+        if warm_up:
+            self.warm_up(warm_up_batch)
+
+    # -- public API --------------------------------------------------------------------------------
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.spec.max_batch_size
+
+    def run_batch(self, inputs: Sequence[RawInput]) -> list[Outcome]:
+        """One outcome per input, in order. Never raises for a bad event; see the module docstring."""
+        outcomes: list[Outcome | None] = [None] * len(inputs)
+        valid: list[tuple[int, ModelInput]] = []
+        for pos, raw in enumerate(inputs):
+            try:
+                item = raw if isinstance(raw, ModelInput) else ModelInput.from_payload(raw)
+                valid.append((pos, item))
+            except InputError as exc:
+                outcomes[pos] = Failure(exc.code, str(exc), False, self.info)
+        if self._tokenizer is not None:
+            self._run_texts(valid, outcomes)
+        else:
+            self._run_tensors(valid, outcomes)
+        return [o if o is not None else self._lost() for o in outcomes]
+
+    async def run_batch_async(self, inputs: Sequence[RawInput]) -> list[Outcome]:
+        """``run_batch`` on the runner's own thread, so the event loop keeps running meanwhile."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.run_batch, list(inputs))
+
+    def warm_up(self, batch: int = 32) -> None:
+        """Run a representative batch so the first real batch does not pay for allocations and kernels."""
+        n = max(1, min(batch, self.max_batch_size))
+        sample: list[RawInput]
+        if self._tokenizer is not None:
+            sample = [ModelInput(text=t) for t in mixed_texts(n, seed=1)]
+        else:
+            zeros = {
+                req: np.zeros(
+                    [d if isinstance(d, int) else 1 for d in self.inputs[graph][1][1:]],
+                    dtype=_ORT_DTYPES.get(self.inputs[graph][0], np.dtype("float32")),
+                )
+                for req, graph in self.spec.inputs.items()
+            }
+            sample = [ModelInput(tensors=zeros) for _ in range(n)]
+        failed = [o for o in self.run_batch(sample) if isinstance(o, Failure)]
+        if failed:
+            raise ModelError(f"model {self.spec.name!r} failed its warm-up batch: {failed[0].message}")
+
+    def describe(self) -> dict[str, Any]:
+        """What `pipeline model info` and metrics show."""
+        return {
+            "name": self.spec.name,
+            "version": self.spec.version,
+            "task": self.spec.task,
+            "provider": self.provider,
+            "path": str(self.path),
+            "intra_op_threads": self.intra_op_threads,
+            "max_batch_size": self.max_batch_size,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+        }
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    # -- text ----------------------------------------------------------------------------------------
+
+    def _run_texts(self, valid: list[tuple[int, ModelInput]], outcomes: list[Outcome | None]) -> None:
+        assert self._tokenizer is not None
+        texts: list[str] = []
+        positions: list[int] = []
+        for pos, item in valid:
+            if item.text is None or not item.text.strip():
+                what = "tensors" if item.tensors else "whitespace only" if item.text else "no text"
+                outcomes[pos] = Failure(ErrorCode.EMPTY_TEXT, f"text model got {what}", False, self.info)
+            else:
+                texts.append(item.text)
+                positions.append(pos)
+        if not texts:
+            return
+        encoded = self._tokenizer.encode(texts)
+        truncated = {p: e.truncated for p, e in zip(positions, encoded, strict=True)}
+        out_name = self.spec.outputs["embedding"]
+
+        def success(pos: int, row: dict[str, np.ndarray]) -> Outcome:
+            emb = row[out_name].astype(np.float32, copy=False)
+            return Success(self.info, embedding=emb, truncated=truncated[pos])
+
+        for batch in self._tokenizer.batches(encoded, positions, self.max_batch_size):
+            self._run_isolated(batch.positions, batch.feeds(self.spec.inputs), success, outcomes)
+
+    # -- tensors -------------------------------------------------------------------------------------
+
+    def _run_tensors(self, valid: list[tuple[int, ModelInput]], outcomes: list[Outcome | None]) -> None:
+        groups: dict[tuple[tuple[int, ...], ...], list[tuple[int, dict[str, np.ndarray]]]] = {}
+        for pos, item in valid:
+            try:
+                feeds = self._validate_tensors(item)
+            except InputError as exc:
+                outcomes[pos] = Failure(exc.code, str(exc), False, self.info)
+                continue
+            key = tuple(a.shape for a in feeds.values())
+            groups.setdefault(key, []).append((pos, feeds))
+        inverse = {graph: name for name, graph in self.spec.outputs.items()}
+
+        def success(pos: int, row: dict[str, np.ndarray]) -> Outcome:
+            return Success(self.info, outputs={inverse[g]: v for g, v in row.items()})
+
+        for members in groups.values():
+            for start in range(0, len(members), self.max_batch_size):
+                chunk = members[start : start + self.max_batch_size]
+                stacked = {g: np.stack([f[g] for _, f in chunk]) for g in chunk[0][1]}
+                self._run_isolated([p for p, _ in chunk], stacked, success, outcomes)
+
+    def _validate_tensors(self, item: ModelInput) -> dict[str, np.ndarray]:
+        """Graph input name -> the event's array, or InputError with the code that says what is wrong."""
+        if not item.tensors:
+            raise InputError(ErrorCode.BAD_SHAPE, f"tensor model {self.spec.name!r} got no tensors")
+        unexpected = set(item.tensors) - set(self.spec.inputs)
+        if unexpected:
+            raise InputError(ErrorCode.BAD_SHAPE, f"unexpected input tensors {sorted(unexpected)}")
+        feeds: dict[str, np.ndarray] = {}
+        for req, graph in self.spec.inputs.items():
+            arr = item.tensors.get(req)
+            if arr is None:
+                raise InputError(ErrorCode.BAD_SHAPE, f"missing input tensor {req!r}")
+            arr = np.asarray(arr)
+            ort_type, shape = self.inputs[graph]
+            want = _ORT_DTYPES.get(ort_type)
+            if want is None or arr.dtype != want:
+                raise InputError(
+                    ErrorCode.BAD_DTYPE, f"tensor {req!r}: dtype {arr.dtype}, model wants {want}"
+                )
+            dims = shape[1:]
+            if arr.ndim != len(dims) or any(
+                isinstance(d, int) and d != a for d, a in zip(dims, arr.shape, strict=True)
+            ):
+                shown = [d if isinstance(d, int) else "?" for d in dims]
+                raise InputError(
+                    ErrorCode.BAD_SHAPE, f"tensor {req!r}: shape {list(arr.shape)}, model wants {shown}"
+                )
+            if arr.dtype.kind == "f" and not self.spec.allow_nan and not np.isfinite(arr).all():
+                raise InputError(ErrorCode.NAN_TENSOR, f"tensor {req!r} holds NaN or infinity")
+            feeds[graph] = arr
+        return feeds
+
+    # -- running and isolation -----------------------------------------------------------------------
+
+    def _run_isolated(
+        self,
+        positions: list[int],
+        feeds: Feeds,
+        success: Callable[[int, dict[str, np.ndarray]], Outcome],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """Run one batch; on an ONNX Runtime error, bisect so that only the failing events fail."""
+        culprits: list[tuple[int, str]] = []
+        self._bisect(positions, feeds, success, outcomes, culprits)
+        if not culprits:
+            return
+        # Every event failing even alone points at the model or device, not the inputs: worth a retry.
+        systemic = len(culprits) == len(positions) and len(positions) > 1
+        log.warning(
+            "model %s: %d of %d events failed in ONNX Runtime (%s): %s",
+            self.spec.name,
+            len(culprits),
+            len(positions),
+            "all of them: model or device fault" if systemic else "isolated by bisection",
+            culprits[0][1],
+        )
+        for pos, message in culprits:
+            outcomes[pos] = Failure(ErrorCode.INFERENCE_FAILED, message, systemic, self.info)
+
+    def _bisect(
+        self,
+        positions: list[int],
+        feeds: Feeds,
+        success: Callable[[int, dict[str, np.ndarray]], Outcome],
+        outcomes: list[Outcome | None],
+        culprits: list[tuple[int, str]],
+    ) -> None:
+        try:
+            results = self._run_session(feeds)
+        except Exception as exc:
+            if len(positions) == 1:
+                culprits.append((positions[0], f"onnxruntime: {' '.join(str(exc).split())[:500]}"))
+                return
+            mid = len(positions) // 2
+            for part in (slice(0, mid), slice(mid, None)):
+                self._bisect(
+                    positions[part], {k: v[part] for k, v in feeds.items()}, success, outcomes, culprits
+                )
+            return
+        for row, pos in enumerate(positions):
+            outcomes[pos] = success(
+                pos, {name: out[row] for name, out in zip(self._output_names, results, strict=True)}
+            )
+
+    def _run_session(self, feeds: Feeds) -> list[np.ndarray]:
+        """One ONNX Runtime call; on a GPU inputs are copied once and outputs stay there until fetched."""
+        if not self._on_device:
+            return list(self._session.run(self._output_names, feeds))
+        binding = self._session.io_binding()
+        for name, arr in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(arr))
+        for name in self._output_names:
+            binding.bind_output(name, "cuda", self._device_id)
+        self._session.run_with_iobinding(binding)
+        return list(binding.copy_outputs_to_cpu())
+
+    def _check_mapping(self) -> None:
+        missing_in = set(self.spec.inputs.values()) - set(self.inputs)
+        missing_out = set(self.spec.outputs.values()) - set(self.outputs)
+        unmapped = set(self.inputs) - set(self.spec.inputs.values())
+        if missing_in or missing_out or unmapped:
+            raise ModelError(
+                f"models.toml entry {self.spec.name!r} does not match {self.path}: graph inputs "
+                f"{sorted(self.inputs)}, outputs {sorted(self.outputs)}"
+            )
+
+    def _lost(self) -> Failure:  # pragma: no cover - every path above fills its outcome
+        return Failure(ErrorCode.INFERENCE_FAILED, "no outcome was produced", True, self.info)

@@ -1,0 +1,109 @@
+"""The models a worker serves, by name: what a processor calls with a batch of mixed requests.
+
+A request names its model (or none, meaning ``Settings.model``). Unknown names fail per event with
+``UNKNOWN_MODEL``; known models are loaded once (the default one at start-up, so a worker that cannot
+serve it does not start) and reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pipeline.config import Settings
+from pipeline.model.errors import ErrorCode, ModelError, UnknownModel
+from pipeline.model.outcome import Failure, Outcome
+from pipeline.model.providers import Device
+from pipeline.model.registry import Registry, load_registry
+from pipeline.model.runner import ModelRunner, RawInput
+
+log = logging.getLogger(__name__)
+
+
+class ModelService:
+    """Runners by model name, loaded on first use; ``run_batch`` groups a mixed batch by model."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        cache: Path,
+        *,
+        default_model: str,
+        device: Device = "auto",
+        intra_op_threads: int | None = None,
+        fp16: bool = False,
+        preload: bool = True,
+    ) -> None:
+        self.registry = registry
+        self.cache = cache
+        self.default_model = default_model
+        self._device: Device = device
+        self._threads = intra_op_threads
+        self._fp16 = fp16
+        self._runners: dict[str, ModelRunner] = {}
+        self._lock = threading.Lock()
+        # One batch at a time: concurrent runs would only share the same cores or GPU stream.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-service")
+        if preload:
+            self.runner(default_model)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, preload: bool = True) -> ModelService:
+        return cls(
+            load_registry(settings.models_file),
+            settings.model_cache,
+            default_model=settings.model,
+            device=settings.device,
+            intra_op_threads=settings.intra_op_threads,
+            preload=preload,
+        )
+
+    def runner(self, name: str | None = None) -> ModelRunner:
+        """The loaded runner for ``name``; raises UnknownModel, ModelNotExported or ProviderUnavailable."""
+        name = name or self.default_model
+        with self._lock:
+            found = self._runners.get(name)
+            if found is None:
+                spec = self.registry.get(name)
+                found = ModelRunner(
+                    spec, self.cache, device=self._device, intra_op_threads=self._threads, fp16=self._fp16
+                )
+                self._runners[name] = found
+            return found
+
+    def run_batch(self, items: Sequence[tuple[str | None, RawInput]]) -> list[Outcome]:
+        """``(model name or None, input)`` pairs -> one outcome each, in order."""
+        outcomes: list[Outcome | None] = [None] * len(items)
+        by_model: dict[str, list[int]] = {}
+        for pos, (name, _) in enumerate(items):
+            by_model.setdefault(name or self.default_model, []).append(pos)
+        for name, positions in by_model.items():
+            try:
+                runner = self.runner(name)
+            except UnknownModel as exc:
+                for pos in positions:
+                    outcomes[pos] = Failure(ErrorCode.UNKNOWN_MODEL, str(exc), retryable=False)
+                continue
+            except ModelError as exc:  # known but not loadable here (not exported, no device)
+                log.error("model %s cannot be loaded: %s", name, exc)
+                for pos in positions:
+                    outcomes[pos] = Failure(ErrorCode.UNKNOWN_MODEL, str(exc), retryable=False)
+                continue
+            results = runner.run_batch([items[p][1] for p in positions])
+            for pos, result in zip(positions, results, strict=True):
+                outcomes[pos] = result
+        return [o for o in outcomes if o is not None]
+
+    async def run_batch_async(self, items: Sequence[tuple[str | None, RawInput]]) -> list[Outcome]:
+        """``run_batch`` off the event loop (ONNX Runtime releases the GIL while it computes)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.run_batch, list(items))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        for runner in self._runners.values():
+            runner.close()

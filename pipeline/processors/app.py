@@ -1,0 +1,256 @@
+"""The Faust app: agents are the processors, and their stream items are micro-batches.
+
+Each role (input, inference) has a ``BatchReader`` thread that reads its topics with a Kafka client in a
+consumer group of its own and sends each batch into a bounded ``app.channel()``; the role's agent iterates
+that channel and runs its stage on the batch. Faust's own consumer only follows the control topic (a Faust
+app needs one topic subscription), so its per-event machinery stays off the hot topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import faust
+
+from pipeline.config import Settings
+from pipeline.kafka.clients import consumer_config, producer_config
+from pipeline.processors.batch import Batch, BatchPolicy
+from pipeline.processors.offsets import OffsetTracker
+from pipeline.processors.reader import BatchReader
+from pipeline.processors.retry import RetryPolicy
+from pipeline.processors.writer import OutputWriter
+
+log = logging.getLogger("pipeline.app")
+
+EXIT_FATAL = 2
+
+
+class Stage(Protocol):
+    """What an agent runs per batch: write every record's outputs with the batch's ticket, then seal it."""
+
+    role: str
+
+    async def process(self, batch: Batch) -> None: ...
+
+
+@dataclass
+class RoleSpec:
+    role: str
+    topics: Sequence[str]
+    stage: Stage
+    priority_topics: Sequence[str] = ()
+
+
+@dataclass
+class HotPath:
+    """Readers, writer and tracker of one worker, and the way to stop them without losing anything."""
+
+    settings: Settings
+    tracker: OffsetTracker
+    writer: OutputWriter
+    roles: list[RoleSpec] = field(default_factory=list)
+    readers: list[BatchReader] = field(default_factory=list)
+    fatal: BaseException | None = None
+    on_fatal: Callable[[BaseException], None] | None = None
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def mark_fatal(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+            log.critical("stopping the worker: %s", exc)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+
+    def stop_readers(self) -> None:
+        for reader in self.readers:
+            reader.stop()
+
+    def drain(self, timeout_s: float = 9.0) -> None:
+        """Stop reading, let in-flight batches finish, commit, flush. Blocking: call off the loop."""
+        if self.stopped.is_set():
+            return
+        self.stop_readers()
+        for reader in self.readers:
+            reader.join(timeout=timeout_s)
+        left = self.writer.close(timeout_s=2.0)
+        if left:
+            log.warning("%d output(s) still unacknowledged at shutdown; their inputs stay uncommitted", left)
+        self.stopped.set()
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.readers) and all(r.ready.is_set() for r in self.readers)
+
+
+def faust_broker_url(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust (aiokafka) speaks for itself to the broker for the control topic: give it the same security."""
+    sec = settings.security
+    if sec.security_protocol == "PLAINTEXT":
+        return None
+    import ssl
+
+    context = None
+    if sec.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=sec.ssl_ca_location)
+        if sec.ssl_certificate_location and sec.ssl_key_location:
+            password = sec.ssl_key_password.get_secret_value() if sec.ssl_key_password else None
+            context.load_cert_chain(sec.ssl_certificate_location, sec.ssl_key_location, password)
+    if sec.security_protocol.startswith("SASL"):
+        password = sec.sasl_password.get_secret_value() if sec.sasl_password else ""
+        return faust.SASLCredentials(
+            username=sec.sasl_username or "",
+            password=password,
+            ssl_context=context,
+            mechanism=sec.sasl_mechanism or "PLAIN",
+        )
+    return faust.SSLCredentials(context)
+
+
+def build_app(settings: Settings, roles: list[RoleSpec], hot_path: HotPath, datadir: Path | None = None) -> faust.App:
+    app = faust.App(
+        f"{settings.group}.faust",
+        broker=faust_broker_url(settings.bootstrap_servers),
+        broker_credentials=faust_credentials(settings),
+        datadir=str(datadir or Path(tempfile.gettempdir()) / f"pipeline-faust-{settings.group}"),
+        web_enabled=False,
+        consumer_auto_offset_reset="latest",
+        producer_acks=-1,
+        topic_partitions=1,
+        topic_replication_factor=settings.replication_factor,
+    )
+    control = app.topic(settings.topics.control, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(control, name="control")
+    async def control_agent(stream: Any) -> None:
+        async for _ in stream:  # nothing is sent here yet; the subscription keeps Faust's conductor happy
+            pass
+
+    for spec in roles:
+        channel = app.channel(maxsize=2)
+        _install_agent(app, channel, spec.stage, hot_path)
+        _install_reader_task(app, channel, spec, hot_path)
+    return app
+
+
+def _install_agent(app: faust.App, channel: Any, stage: Stage, hot_path: HotPath) -> None:
+    async def agent(stream: Any) -> None:
+        async for batch in stream:
+            if not batch.ticket.live:
+                continue  # its partitions were revoked or rewound before it started
+            try:
+                await stage.process(batch)
+            except Exception as exc:  # never let a crashing agent skip its batch: rewind it instead
+                log.exception("%s agent: batch %d raised; it will be rewound", stage.role, batch.ticket.id)
+                hot_path.tracker.fail(batch.ticket, exc)
+
+    agent.__name__ = f"{stage.role}_agent"
+    app.agent(channel, name=f"{stage.role}_agent")(agent)
+
+
+def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path: HotPath) -> None:
+    settings = hot_path.settings
+
+    async def start_reader() -> None:
+        loop = asyncio.get_running_loop()
+        while channel.subscriber_count == 0:  # a batch sent before the agent subscribes would vanish
+            await asyncio.sleep(0.01)
+
+        def deliver(batch: Batch) -> bool:
+            while not reader.stopping:
+                future = asyncio.run_coroutine_threadsafe(channel.send(value=batch), loop)
+                try:
+                    future.result(timeout=0.5)
+                    return True
+                except FutureTimeout:
+                    future.cancel()
+                except RuntimeError:  # the loop is closing
+                    return False
+            return False
+
+        overrides: dict[str, Any] = {
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": settings.session_timeout_ms,
+            "max.poll.interval.ms": max(60_000, settings.session_timeout_ms),
+        }
+        if settings.worker_id:
+            overrides["group.instance.id"] = f"{settings.worker_id}.{spec.role}"
+        reader = BatchReader(
+            spec.role,
+            consumer_config(settings, f"{settings.group}.{spec.role}", **overrides),
+            spec.topics,
+            BatchPolicy(settings.batch_size if spec.role != "input" else settings.input_batch_size,
+                        settings.batch_max_wait_ms),
+            hot_path.tracker,
+            deliver,
+            priority_topics=spec.priority_topics,
+            on_fatal=hot_path.mark_fatal,
+            drain_timeout_s=settings.drain_timeout_s,
+        )
+        hot_path.readers.append(reader)
+        reader.start()
+
+    start_reader.__name__ = f"{spec.role}_reader"
+    app.task(start_reader)
+
+
+def new_hot_path(settings: Settings, tracker: OffsetTracker) -> HotPath:
+    retry = RetryPolicy(max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_ms / 1000)
+    writer = OutputWriter(producer_config(settings), tracker, retry)
+    hot_path = HotPath(settings, tracker, writer)
+    writer._on_fatal = hot_path.mark_fatal
+    return hot_path
+
+
+class PipelineWorker(faust.Worker):
+    """A Faust worker that drains the hot path before Faust stops its services."""
+
+    def __init__(self, app: faust.App, hot_path: HotPath, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.hot_path = hot_path
+        self.spinner = None  # no terminal animation in logs and pipes
+
+    async def _stop_on_signal(self, sig: signal.Signals) -> None:
+        log.info("%s: draining the hot path", sig.name)
+        await asyncio.get_running_loop().run_in_executor(None, self.hot_path.drain)
+        await super()._stop_on_signal(sig)
+
+    def request_stop(self) -> None:
+        """From any thread: stop as on SIGTERM (used when the hot path turns fatal)."""
+        self.loop.call_soon_threadsafe(self._schedule_shutdown, signal.SIGTERM)
+
+
+def run_worker(
+    settings: Settings, make_roles: Callable[[HotPath], list[RoleSpec]], loglevel: str = "warn"
+) -> int:
+    """Run until SIGTERM/SIGINT (exit 0 after a clean drain) or a fatal hot-path error (exit 2)."""
+    tracker = OffsetTracker()
+    hot_path = new_hot_path(settings, tracker)
+    hot_path.roles = make_roles(hot_path)
+    app = build_app(settings, hot_path.roles, hot_path)
+    worker = PipelineWorker(app, hot_path, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    hot_path.on_fatal = lambda _exc: worker.request_stop()
+    code = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    if not hot_path.stopped.is_set():
+        hot_path.drain(timeout_s=5.0)
+    if hot_path.fatal is not None:
+        print(f"worker stopped: {hot_path.fatal}", file=sys.stderr)
+        return EXIT_FATAL
+    return code

@@ -1,0 +1,185 @@
+"""The output writer: one idempotent producer (acks=all) whose delivery reports settle tickets.
+
+A delivery report is the broker's acknowledgement; only then does a record's output count for the commit
+rule. Transient failures (a timed-out or retriable produce) are sent again with exponential backoff up to
+the retry policy's limit; past it, or on a permanent error, the ticket fails, so its batch is rewound and
+never committed past.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from pipeline.processors.offsets import OffsetTracker, Ticket
+from pipeline.processors.retry import RetryPolicy
+
+log = logging.getLogger("pipeline.writer")
+
+Headers = list[tuple[str, bytes]]
+
+
+class OutputLost(Exception):
+    """A record could not be written within the retry policy."""
+
+
+@dataclass
+class _Out:
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: Headers | None
+    timestamp: int | None
+    ticket: Ticket | None
+    attempts: int = 0
+    on_delivered: Callable[[], None] | None = None
+
+
+@dataclass
+class WriterStats:
+    produced: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    lost: int = 0
+
+
+_TRANSIENT = {
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError._TRANSPORT,
+}
+
+
+class OutputWriter:
+    def __init__(
+        self,
+        producer_config: dict[str, Any],
+        tracker: OffsetTracker,
+        retry: RetryPolicy | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._producer = Producer(producer_config)
+        self._tracker = tracker
+        self._retry = retry or RetryPolicy()
+        self._on_fatal = on_fatal
+        self._due: list[tuple[float, int, _Out]] = []
+        self._due_lock = threading.Lock()
+        self._seq = itertools.count()
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, name="writer-poll", daemon=True)
+        self.stats = WriterStats()
+        self.observer: Callable[[str, bool], None] | None = None  # (topic, ok) per delivery report
+        self._poller.start()
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        timestamp: int | None = None,
+        ticket: Ticket | None = None,
+        on_delivered: Callable[[], None] | None = None,
+    ) -> None:
+        """Queue one record; ``ticket`` gains a pending output settled by its delivery report."""
+        out = _Out(topic, value, key, headers, timestamp, ticket, on_delivered=on_delivered)
+        if ticket is not None:
+            self._tracker.add_pending(ticket)
+        self._produce(out)
+
+    def _produce(self, out: _Out) -> None:
+        out.attempts += 1
+        kwargs: dict[str, Any] = {"value": out.value, "key": out.key, "on_delivery": self._report(out)}
+        if out.headers:
+            kwargs["headers"] = out.headers
+        if out.timestamp is not None:
+            kwargs["timestamp"] = out.timestamp
+        while True:
+            try:
+                self._producer.produce(out.topic, **kwargs)
+                return
+            except BufferError:
+                # The local queue is full: the poller drains it; this is the backpressure.
+                time.sleep(0.005)
+            except KafkaException as exc:
+                self._give_up(out, exc)
+                return
+
+    def _report(self, out: _Out) -> Callable[[KafkaError | None, Any], None]:
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            if err is None:
+                self.stats.produced[out.topic] = self.stats.produced.get(out.topic, 0) + 1
+                if self.observer is not None:
+                    self.observer(out.topic, True)
+                if out.on_delivered is not None:
+                    out.on_delivered()
+                if out.ticket is not None:
+                    self._tracker.settle(out.ticket, ok=True)
+                return
+            if err.fatal():
+                self._give_up(out, KafkaException(err))
+                if self._on_fatal is not None:
+                    self._on_fatal(KafkaException(err))
+                return
+            transient = err.retriable() or err.code() in _TRANSIENT
+            if transient and self._retry.should_retry(out.attempts):
+                self.stats.retries += 1
+                delay = self._retry.delay_s(out.attempts)
+                log.warning(
+                    "produce to %s failed (%s); retry %d in %.2f s", out.topic, err.str(), out.attempts, delay
+                )
+                with self._due_lock:
+                    heapq.heappush(self._due, (time.monotonic() + delay, next(self._seq), out))
+                return
+            self._give_up(out, KafkaException(err))
+
+        return on_delivery
+
+    def _give_up(self, out: _Out, exc: BaseException) -> None:
+        self.stats.lost += 1
+        if self.observer is not None:
+            self.observer(out.topic, False)
+        log.error("output to %s lost after %d attempt(s): %s", out.topic, out.attempts, exc)
+        if out.ticket is not None:
+            self._tracker.settle(out.ticket, ok=False, error=OutputLost(f"{out.topic}: {exc}"))
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+            now = time.monotonic()
+            ready: list[_Out] = []
+            with self._due_lock:
+                while self._due and self._due[0][0] <= now:
+                    ready.append(heapq.heappop(self._due)[2])
+            for out in ready:
+                self._produce(out)
+
+    def pending(self) -> int:
+        with self._due_lock:
+            waiting = len(self._due)
+        return len(self._producer) + waiting
+
+    def flush(self, timeout_s: float = 10.0) -> int:
+        """Wait for outstanding deliveries (retries included); returns how many are still pending."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending() and time.monotonic() < deadline:
+            self._producer.flush(min(0.1, max(0.0, deadline - time.monotonic())))
+        return self.pending()
+
+    def close(self, timeout_s: float = 10.0) -> int:
+        left = self.flush(timeout_s)
+        self._stop.set()
+        self._poller.join(timeout=2)
+        return left
