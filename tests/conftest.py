@@ -50,9 +50,7 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     env = {**os.environ, "KAFKA_LOCAL_STATE": str(TEST_STATE)}
     env.pop("KAFKA_PORT", None)
-    started = subprocess.run(
-        [str(KAFKA_LOCAL), "start"], capture_output=True, text=True, env=env, timeout=600
-    )
+    started = subprocess.run([str(KAFKA_LOCAL), "start"], capture_output=True, text=True, env=env, timeout=600)
     if started.returncode != 0:
         pytest.exit(f"the test broker did not start:\n{started.stderr[-3000:]}", returncode=3)
     address = started.stdout.strip().splitlines()[-1]

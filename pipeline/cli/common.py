@@ -22,8 +22,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-
-
 class CommandError(Exception):
     """A command's own refusal (bad argument, missing data); exits 1 with the message."""
 

@@ -1,7 +1,42 @@
-"""`pipeline schemas`: placeholder until its issue lands."""
+"""`pipeline schemas check`: the schemas folder is fit to publish (compatibility, docs, examples)."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-app = typer.Typer(help="schemas commands.", no_args_is_help=True)
+import typer
+from rich.table import Table
+
+from pipeline.cli.common import console, handle_errors, settings_from
+from pipeline.serde.check import run_check
+
+app = typer.Typer(help="Check the Avro event schemas.", no_args_is_help=True)
+
+
+@app.command("check")
+@handle_errors
+def check(
+    ctx: typer.Context,
+    schemas_dir: Path | None = typer.Option(
+        None, "--schemas-dir", help="Schemas folder to check (config: schemas_dir).", file_okay=False
+    ),
+) -> None:
+    """Every version chain backward and forward compatible, every field documented, every example valid."""
+    root = schemas_dir if schemas_dir is not None else settings_from(ctx).schemas_dir
+    report = run_check(root)
+    chains = ", ".join(f"{name} (v1..v{n})" for name, n in report.chains.items()) or "none"
+    console.print(f"schemas in [bold]{root}[/]: {chains}", highlight=False)
+    console.print(
+        f"{report.pairs_checked} reader/writer pairs and {report.examples_checked} examples checked", highlight=False
+    )
+    if report.ok:
+        console.print("[bold green]ok[/]: compatible both ways, documented, examples valid")
+        return
+    table = Table(title=f"{len(report.findings)} problem(s)", show_lines=False)
+    table.add_column("check", style="red")
+    table.add_column("where")
+    table.add_column("problem", overflow="fold")
+    for finding in report.findings:
+        table.add_row(finding.kind, finding.where, finding.message)
+    console.print(table)
+    raise typer.Exit(1)

@@ -62,9 +62,7 @@ def wait_for_metadata(
         admin.poll(0)
         fatal = errors.fatal() if errors else None
         if fatal is not None:
-            raise BrokerUnavailable(
-                f"Kafka at {settings.bootstrap_servers} refused the connection: {fatal.str()}"
-            )
+            raise BrokerUnavailable(f"Kafka at {settings.bootstrap_servers} refused the connection: {fatal.str()}")
     detail = ""
     if errors and errors.errors:
         detail = f" ({errors.errors[-1].str()})"

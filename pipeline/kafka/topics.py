@@ -58,8 +58,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 def create_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float = 15.0) -> dict[str, bool]:
     """Create what is missing; returns name -> True if created now, False if it already existed."""
     new = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication, config=s.config)
-        for s in specs
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication, config=s.config) for s in specs
     ]
     futures = admin.create_topics(new, operation_timeout=timeout_s, request_timeout=timeout_s)
     result: dict[str, bool] = {}

@@ -48,6 +48,7 @@ class RoleSpec:
     role: str
     topics: Sequence[str]
     stage: Stage
+    tracker: OffsetTracker
     priority_topics: Sequence[str] = ()
 
 
@@ -56,7 +57,6 @@ class HotPath:
     """Readers, writer and tracker of one worker, and the way to stop them without losing anything."""
 
     settings: Settings
-    tracker: OffsetTracker
     writer: OutputWriter
     roles: list[RoleSpec] = field(default_factory=list)
     readers: list[BatchReader] = field(default_factory=list)
@@ -155,7 +155,7 @@ def _install_agent(app: faust.App, channel: Any, stage: Stage, hot_path: HotPath
                 await stage.process(batch)
             except Exception as exc:  # never let a crashing agent skip its batch: rewind it instead
                 log.exception("%s agent: batch %d raised; it will be rewound", stage.role, batch.ticket.id)
-                hot_path.tracker.fail(batch.ticket, exc)
+                batch.ticket.tracker.fail(batch.ticket, exc)
 
     agent.__name__ = f"{stage.role}_agent"
     app.agent(channel, name=f"{stage.role}_agent")(agent)
@@ -170,16 +170,22 @@ def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path:
             await asyncio.sleep(0.01)
 
         def deliver(batch: Batch) -> bool:
-            while not reader.stopping:
+            """Blocks while the channel is full: that is the backpressure that bounds memory."""
+            try:
                 future = asyncio.run_coroutine_threadsafe(channel.send(value=batch), loop)
+            except RuntimeError:  # the loop is closed
+                return False
+            while True:
                 try:
                     future.result(timeout=0.5)
                     return True
                 except FutureTimeout:
-                    future.cancel()
-                except RuntimeError:  # the loop is closing
+                    if reader.stopping:
+                        # If it arrived after all, its ticket is dead by now and the agent skips it.
+                        future.cancel()
+                        return False
+                except Exception:  # cancelled with the loop
                     return False
-            return False
 
         overrides: dict[str, Any] = {
             "partition.assignment.strategy": "cooperative-sticky",
@@ -192,9 +198,10 @@ def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path:
             spec.role,
             consumer_config(settings, f"{settings.group}.{spec.role}", **overrides),
             spec.topics,
-            BatchPolicy(settings.batch_size if spec.role != "input" else settings.input_batch_size,
-                        settings.batch_max_wait_ms),
-            hot_path.tracker,
+            BatchPolicy(
+                settings.batch_size if spec.role != "input" else settings.input_batch_size, settings.batch_max_wait_ms
+            ),
+            spec.tracker,
             deliver,
             priority_topics=spec.priority_topics,
             on_fatal=hot_path.mark_fatal,
@@ -207,10 +214,10 @@ def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path:
     app.task(start_reader)
 
 
-def new_hot_path(settings: Settings, tracker: OffsetTracker) -> HotPath:
+def new_hot_path(settings: Settings) -> HotPath:
     retry = RetryPolicy(max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_ms / 1000)
-    writer = OutputWriter(producer_config(settings), tracker, retry)
-    hot_path = HotPath(settings, tracker, writer)
+    writer = OutputWriter(producer_config(settings), retry)
+    hot_path = HotPath(settings, writer)
     writer._on_fatal = hot_path.mark_fatal
     return hot_path
 
@@ -233,12 +240,9 @@ class PipelineWorker(faust.Worker):
         self.loop.call_soon_threadsafe(self._schedule_shutdown, signal.SIGTERM)
 
 
-def run_worker(
-    settings: Settings, make_roles: Callable[[HotPath], list[RoleSpec]], loglevel: str = "warn"
-) -> int:
+def run_worker(settings: Settings, make_roles: Callable[[HotPath], list[RoleSpec]], loglevel: str = "warn") -> int:
     """Run until SIGTERM/SIGINT (exit 0 after a clean drain) or a fatal hot-path error (exit 2)."""
-    tracker = OffsetTracker()
-    hot_path = new_hot_path(settings, tracker)
+    hot_path = new_hot_path(settings)
     hot_path.roles = make_roles(hot_path)
     app = build_app(settings, hot_path.roles, hot_path)
     worker = PipelineWorker(app, hot_path, loglevel=loglevel, quiet=True, redirect_stdouts=False)

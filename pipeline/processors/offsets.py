@@ -6,7 +6,9 @@ settle them. Per partition, batches complete in any order but are committed in o
 offset is the end of the longest run of completed batches at the front of that partition's queue.
 A failed batch is never committed past; its partitions are handed back to the reader to rewind.
 
-Thread-safe: the reader thread, the event loop and the producer's delivery thread all call in.
+One tracker per reader (its consumer group commits only its own partitions); a ticket knows its tracker,
+so the writer settles it without knowing which reader it came from. Thread-safe: the reader thread, the
+event loop and the producer's delivery thread all call in.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Ticket:
     id: int
     # Per partition: (first offset, last offset) of this batch's records.
     ranges: dict[TP, tuple[int, int]]
+    tracker: OffsetTracker = field(repr=False)
     pending: int = 0
     sealed: bool = False
     failed: bool = False
@@ -47,7 +50,7 @@ class OffsetTracker:
     def open(self, ranges: dict[TP, tuple[int, int]]) -> Ticket:
         with self._lock:
             self._next_id += 1
-            ticket = Ticket(self._next_id, dict(ranges))
+            ticket = Ticket(self._next_id, dict(ranges), self)
             for tp in ranges:
                 self._queues.setdefault(tp, deque()).append(ticket)
             return ticket
@@ -145,9 +148,7 @@ class OffsetTracker:
         wanted = list(tps)
         with self._changed:
             return self._changed.wait_for(
-                lambda: all(
-                    not any(t.live and not t.failed for t in self._queues.get(tp, ())) for tp in wanted
-                ),
+                lambda: all(not any(t.live and not t.failed for t in self._queues.get(tp, ())) for tp in wanted),
                 timeout=timeout_s,
             )
 

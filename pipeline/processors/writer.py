@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from pipeline.processors.offsets import OffsetTracker, Ticket
+from pipeline.processors.offsets import Ticket
 from pipeline.processors.retry import RetryPolicy
 
 log = logging.getLogger("pipeline.writer")
@@ -66,12 +66,10 @@ class OutputWriter:
     def __init__(
         self,
         producer_config: dict[str, Any],
-        tracker: OffsetTracker,
         retry: RetryPolicy | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._producer = Producer(producer_config)
-        self._tracker = tracker
         self._retry = retry or RetryPolicy()
         self._on_fatal = on_fatal
         self._due: list[tuple[float, int, _Out]] = []
@@ -96,7 +94,7 @@ class OutputWriter:
         """Queue one record; ``ticket`` gains a pending output settled by its delivery report."""
         out = _Out(topic, value, key, headers, timestamp, ticket, on_delivered=on_delivered)
         if ticket is not None:
-            self._tracker.add_pending(ticket)
+            ticket.tracker.add_pending(ticket)
         self._produce(out)
 
     def _produce(self, out: _Out) -> None:
@@ -126,7 +124,7 @@ class OutputWriter:
                 if out.on_delivered is not None:
                     out.on_delivered()
                 if out.ticket is not None:
-                    self._tracker.settle(out.ticket, ok=True)
+                    out.ticket.tracker.settle(out.ticket, ok=True)
                 return
             if err.fatal():
                 self._give_up(out, KafkaException(err))
@@ -137,9 +135,7 @@ class OutputWriter:
             if transient and self._retry.should_retry(out.attempts):
                 self.stats.retries += 1
                 delay = self._retry.delay_s(out.attempts)
-                log.warning(
-                    "produce to %s failed (%s); retry %d in %.2f s", out.topic, err.str(), out.attempts, delay
-                )
+                log.warning("produce to %s failed (%s); retry %d in %.2f s", out.topic, err.str(), out.attempts, delay)
                 with self._due_lock:
                     heapq.heappush(self._due, (time.monotonic() + delay, next(self._seq), out))
                 return
@@ -153,7 +149,7 @@ class OutputWriter:
             self.observer(out.topic, False)
         log.error("output to %s lost after %d attempt(s): %s", out.topic, out.attempts, exc)
         if out.ticket is not None:
-            self._tracker.settle(out.ticket, ok=False, error=OutputLost(f"{out.topic}: {exc}"))
+            out.ticket.tracker.settle(out.ticket, ok=False, error=OutputLost(f"{out.topic}: {exc}"))
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():

@@ -78,9 +78,7 @@ def _boom(request: dict) -> None:  # type: ignore[type-arg]
 
 def test_hooks_load_by_dotted_path_time_and_wrap_failures() -> None:
     timings: list[tuple[str, str, float]] = []
-    registry = HookRegistry.from_paths(
-        pre=[f"{__name__}:_upper"], observer=lambda k, n, s: timings.append((k, n, s))
-    )
+    registry = HookRegistry.from_paths(pre=[f"{__name__}:_upper"], observer=lambda k, n, s: timings.append((k, n, s)))
     assert registry.run_pre({"text": "hi"}) == {"text": "HI"}
     assert timings and timings[0][0] == "pre_process" and timings[0][2] >= 0
     failing = HookRegistry.from_paths(pre=[f"{__name__}._boom"])

@@ -38,9 +38,7 @@ def _committed(settings: Settings, group: str, topic: str, partitions: int = 2) 
 def _count(settings: Settings, topic: str, partitions: int = 2) -> int:
     consumer = Consumer(consumer_config(settings, unique_name("count")))
     try:
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)
-        )
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
     finally:
         consumer.close()
 
@@ -48,8 +46,14 @@ def _count(settings: Settings, topic: str, partitions: int = 2) -> int:
 class _Processor(threading.Thread):
     """Stands in for an agent: copies every record to ``out`` and fails chosen batches once."""
 
-    def __init__(self, batches: queue.Queue[Batch], writer: OutputWriter, tracker: OffsetTracker, out: str,
-                 fail_offsets: set[int]) -> None:
+    def __init__(
+        self,
+        batches: queue.Queue[Batch],
+        writer: OutputWriter,
+        tracker: OffsetTracker,
+        out: str,
+        fail_offsets: set[int],
+    ) -> None:
         super().__init__(daemon=True)
         self.batches, self.writer, self.tracker, self.out = batches, writer, tracker, out
         self.fail_offsets = set(fail_offsets)
@@ -75,8 +79,9 @@ class _Processor(threading.Thread):
             self.tracker.seal(batch.ticket)
 
 
-def _reader(settings: Settings, group: str, topic: str, tracker: OffsetTracker, batches: queue.Queue[Batch],
-            **kwargs: object) -> BatchReader:
+def _reader(
+    settings: Settings, group: str, topic: str, tracker: OffsetTracker, batches: queue.Queue[Batch], **kwargs: object
+) -> BatchReader:
     def deliver(batch: Batch) -> bool:
         batches.put(batch)
         return True
@@ -99,7 +104,7 @@ def test_a_failed_batch_is_rewound_and_every_record_still_gets_its_output(pipeli
     _fill(pipeline_settings, src, n)
     tracker = OffsetTracker()
     batches: queue.Queue[Batch] = queue.Queue(maxsize=2)
-    writer = OutputWriter(producer_config(pipeline_settings), tracker)
+    writer = OutputWriter(producer_config(pipeline_settings))
     proc = _Processor(batches, writer, tracker, out, fail_offsets={5, 700})
     reader = _reader(pipeline_settings, group, src, tracker, batches)
     proc.start()
@@ -127,7 +132,6 @@ def test_never_commits_past_an_output_the_broker_did_not_acknowledge(pipeline_se
     batches: queue.Queue[Batch] = queue.Queue(maxsize=2)
     writer = OutputWriter(
         producer_config(pipeline_settings, **{"message.timeout.ms": 500}),
-        tracker,
         RetryPolicy(max_attempts=2, base_delay_s=0.05),
     )
     fatal: list[BaseException] = []

@@ -1,0 +1,1 @@
+"""Operator and integrator tools: generating load, reading topics back."""

@@ -1,0 +1,394 @@
+"""``EventCodec``: Avro bytes <-> datums (dicts) for one record type, in one of two standard framings.
+
+- ``single-object`` (default, no registry): the Avro spec's single-object encoding, ``C3 01``, the writer
+  schema's 8-byte little-endian CRC-64-AVRO fingerprint, then the body. The reader finds the writer
+  schema by fingerprint among ``schemas/`` and resolves it to its own reader schema (newest by default).
+- ``confluent``: ``00``, the 4-byte big-endian registry id, then the body; subjects are ``TOPIC-value``.
+
+Either framing is *read* whatever was configured (the magic byte tells them apart), so a topic can move from
+one to the other; a Confluent frame needs a registry URL to be read.
+
+Datum conventions (see :mod:`pipeline.serde.store`): ``timestamp-millis`` fields are ``int`` epoch
+milliseconds and ``uuid`` fields are ``str``, both ways; enums are their symbol strings (the
+:mod:`pipeline.serde.codes` ``StrEnum`` members are accepted); union-of-record fields (``payload``,
+``output``) are plain dicts, and the codec adds fastavro's tuple hint itself from the dict's keys.
+
+Speed: schemas are parsed once per process; each (writer, reader) pair is checked and cached the first time
+a fingerprint or id is seen; the hot path is a dict lookup, one fastavro call and a length check.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal
+
+import fastavro
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+
+from pipeline.serde import _fastpath
+from pipeline.serde.codes import ErrorCode
+from pipeline.serde.compat import incompatibilities
+from pipeline.serde.errors import DecodeError, EncodeError, EventError, SchemaStoreError
+from pipeline.serde.fingerprint import (
+    CONFLUENT_HEADER_LEN,
+    CONFLUENT_MAGIC,
+    SINGLE_OBJECT_HEADER_LEN,
+    SINGLE_OBJECT_MAGIC,
+    fingerprint_int,
+    rabin_fingerprint,
+)
+from pipeline.serde.registry import RegistrySchemas, value_subject
+from pipeline.serde.store import SchemaStore, SchemaVersion, shared_store, strip_logical_types
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+
+RecordType = Literal["request", "result", "error"]
+Framing = Literal["single-object", "confluent"]
+Datum = dict[str, Any]
+Validator = Callable[[Datum], None]
+
+CHAINS: dict[RecordType, str] = {
+    "request": "inference_request",
+    "result": "inference_result",
+    "error": "inference_error",
+}
+
+_SO_MAGIC0 = SINGLE_OBJECT_MAGIC[0]
+_SO_MAGIC1 = SINGLE_OBJECT_MAGIC[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """How to read bodies of one writer schema: fastavro's parsed writer and reader (None: same schema)."""
+
+    writer: Any
+    reader: Any
+    label: str
+    error: str | None = None
+    named: dict[str, dict[str, Any]] | None = None
+    """fastavro's named-type tables for the direct entry point, filled once per pair."""
+
+
+def _union_hints(schema: dict[str, Any]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """For each top-level field that is a union of records, a key unique to each branch -> branch name.
+
+    fastavro picks an untagged union branch by validating the datum against every branch (an embedding's
+    384 floats each time); a ``(name, value)`` tuple skips that, so the codec tags the dict by its keys.
+    """
+    namespace = schema.get("namespace", "")
+    hints = []
+    for fld in schema["fields"]:
+        branches = fld["type"] if isinstance(fld["type"], list) else []
+        records = [b for b in branches if isinstance(b, dict) and b.get("type") == "record"]
+        if len(records) < 2:
+            continue
+        keys = [{f["name"] for f in r["fields"]} for r in records]
+        table = []
+        for i, rec in enumerate(records):
+            others = set().union(*(k for j, k in enumerate(keys) if j != i))
+            unique = sorted(keys[i] - others)
+            if unique:
+                name = rec["name"] if "." in rec["name"] else f"{rec.get('namespace', namespace)}.{rec['name']}"
+                table.append((unique[0], name.lstrip(".")))
+        if len(table) == len(records):
+            hints.append((fld["name"], tuple(table)))
+    return tuple(hints)
+
+
+class EventCodec:
+    """Encode and decode one record type (request, result or error); safe to share between threads.
+
+    ``encode`` raises :class:`EncodeError`; ``decode`` raises :class:`DecodeError` (framing, schema, body) or,
+    when a validator is set, :class:`~pipeline.serde.errors.ValidationError`; both are :class:`EventError`.
+    Registry trouble raises :class:`~pipeline.serde.errors.RegistryUnavailable`: not the event's fault.
+    """
+
+    def __init__(
+        self,
+        store: SchemaStore,
+        chain: str,
+        *,
+        framing: Framing = "single-object",
+        registry: RegistrySchemas | None = None,
+        topic: str | None = None,
+        max_message_bytes: int = 1_000_000,
+        writer_version: int | None = None,
+        reader_version: int | None = None,
+        validator: Validator | None = None,
+        fast_path: bool = True,
+    ) -> None:
+        if framing == "confluent" and registry is None:
+            raise SchemaStoreError("the confluent framing needs a schema registry (schema_registry_url)")
+        self.store = store
+        self.chain = chain
+        self.framing: Framing = framing
+        self.registry = registry
+        self.topic = topic
+        self.max_message_bytes = max_message_bytes
+        self.writer_schema: SchemaVersion = store.get(chain, writer_version)
+        self.reader_schema: SchemaVersion = store.get(chain, reader_version)
+        self.validator = validator
+        self._write_parsed = self.writer_schema.parsed
+        self._so_header = SINGLE_OBJECT_MAGIC + self.writer_schema.fingerprint
+        self._confluent_headers: dict[str, bytes] = {}
+        self._by_fingerprint: dict[bytes, _Reading] = {}
+        self._by_id: dict[int, _Reading] = {}
+        self._hints = _union_hints(self.writer_schema.schema)
+        self._fast_write = _fastpath.write_data if fast_path else None
+        self._fast_read = _fastpath.read_data if fast_path else None
+        self._write_named = _fastpath.named_types(self._write_parsed)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        record_type: RecordType,
+        *,
+        topic: str | None = None,
+        validate: bool = True,
+        writer_version: int | None = None,
+        reader_version: int | None = None,
+        registry: RegistrySchemas | None = None,
+    ) -> EventCodec:
+        """The codec the processors use: framing, registry, schemas folder and size limit from Settings.
+
+        The Confluent framing is used when ``framing = "confluent"``, or when a registry URL is configured
+        and ``framing`` was not set explicitly. ``topic`` is the default topic for registry subjects
+        (input for requests, output for results, error for errors). ``validate`` runs the record type's
+        semantic checks (requests only) inside :meth:`decode`.
+        """
+        from pipeline.serde.validation import VALIDATORS
+
+        store = shared_store(settings.schemas_dir)
+        url = settings.schema_registry_url
+        framing: Framing = settings.framing
+        if url and framing == "single-object" and "framing" not in settings.model_fields_set:
+            framing = "confluent"
+        if registry is None and url:
+            registry = shared_registry(url)
+        default_topics = {
+            "request": settings.topics.input,
+            "result": settings.topics.output,
+            "error": settings.topics.error,
+        }
+        return cls(
+            store,
+            CHAINS[record_type],
+            framing=framing,
+            registry=registry,
+            topic=topic or default_topics[record_type],
+            max_message_bytes=settings.max_message_bytes,
+            writer_version=writer_version,
+            reader_version=reader_version,
+            validator=VALIDATORS.get(record_type) if validate else None,
+        )
+
+    # ------------------------------------------------------------------ encode
+
+    def encode(self, datum: Datum, topic: str | None = None) -> bytes:
+        """One datum -> framed bytes. ``topic`` picks the registry subject (Confluent framing only)."""
+        header = self._so_header if self.framing == "single-object" else self._confluent_header(topic)
+        data = self._write(header, datum)
+        if len(data) > self.max_message_bytes:
+            raise EncodeError(
+                ErrorCode.TOO_LARGE, f"{len(data)} bytes encoded, max_message_bytes is {self.max_message_bytes}"
+            )
+        return data
+
+    def encode_many(self, datums: Iterable[Datum], topic: str | None = None) -> list[bytes]:
+        """A batch of datums -> framed bytes, one buffer reused for the batch; raises on the first bad datum."""
+        header = self._so_header if self.framing == "single-object" else self._confluent_header(topic)
+        result: list[bytes] = []
+        limit = self.max_message_bytes
+        write = self._write
+        for datum in datums:
+            data = write(header, datum)
+            if len(data) > limit:
+                raise EncodeError(ErrorCode.TOO_LARGE, f"{len(data)} bytes encoded, max_message_bytes is {limit}")
+            result.append(data)
+        return result
+
+    def _write(self, header: bytes, datum: Datum) -> bytes:
+        """Header + Avro body. fastavro's compiled ``write_data`` straight into a bytearray when it is
+        there (skipping ``schemaless_writer``'s per-call schema check and copy), else ``schemaless_writer``.
+        """
+        try:
+            for field_name, table in self._hints:
+                value = datum.get(field_name)
+                if value.__class__ is dict:
+                    for key, branch in table:
+                        if key in value:
+                            datum = {**datum, field_name: (branch, value)}
+                            break
+            if self._fast_write is not None:
+                buf = bytearray(header)
+                self._fast_write(buf, datum, self._write_parsed, self._write_named, "", _fastpath.WRITE_OPTIONS)
+                return bytes(buf)
+            out = io.BytesIO()
+            out.write(header)
+            schemaless_writer(out, self._write_parsed, datum)
+            return out.getvalue()
+        except Exception as exc:
+            raise self._encode_error(datum, exc) from None
+
+    def _encode_error(self, datum: Any, exc: Exception) -> EncodeError:
+        """Name the offending field: fastavro's own message often does not, its validator does."""
+        detail = f"{type(exc).__name__}: {exc}"
+        try:
+            fastavro.validation.validate(datum, self._write_parsed, raise_errors=True)
+        except fastavro.validation.ValidationError as verr:
+            detail = "; ".join(str(e) for e in verr.errors) or detail
+        except Exception:
+            pass
+        return EncodeError(ErrorCode.INVALID_DATUM, f"cannot encode {self.writer_schema.label}: {detail}")
+
+    def _confluent_header(self, topic: str | None) -> bytes:
+        name = topic or self.topic
+        if name is None:
+            raise EncodeError(ErrorCode.UNKNOWN_SCHEMA, "the confluent framing needs a topic for the subject")
+        header = self._confluent_headers.get(name)
+        if header is None:
+            assert self.registry is not None
+            schema_id = self.registry.id_for(value_subject(name), self.writer_schema.text)
+            header = bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big")
+            self._confluent_headers[name] = header
+        return header
+
+    # ------------------------------------------------------------------ decode
+
+    def decode(self, data: bytes | None) -> Datum:
+        """Framed bytes -> datum in the reader schema's shape (validated when a validator is set)."""
+        reading, start = self._frame(data)
+        assert data is not None
+        buf = io.BytesIO(data)
+        buf.seek(start)
+        try:
+            if self._fast_read is not None:
+                datum: Datum = self._fast_read(
+                    buf, reading.writer, reading.named, reading.reader, _fastpath.READ_OPTIONS
+                )
+            else:
+                datum = schemaless_reader(buf, reading.writer, reading.reader)  # type: ignore[assignment]
+        except EOFError as exc:
+            raise DecodeError(ErrorCode.TRUNCATED, f"{reading.label}: body ends early ({exc})") from None
+        except SchemaResolutionError as exc:
+            raise DecodeError(ErrorCode.SCHEMA_RESOLUTION_FAILED, f"{reading.label}: {exc}") from None
+        except Exception as exc:  # UnicodeDecodeError, IndexError (bad union/enum index), ValueError, ...
+            raise DecodeError(
+                ErrorCode.INVALID_DATUM, f"{reading.label}: malformed body ({type(exc).__name__}: {exc})"
+            ) from None
+        end = buf.tell()
+        if end != len(data):
+            raise DecodeError(ErrorCode.INVALID_DATUM, f"{reading.label}: {len(data) - end} bytes after the body")
+        if self.validator is not None:
+            self.validator(datum)
+        return datum
+
+    def decode_many(self, values: Sequence[bytes | None]) -> list[Datum | EventError]:
+        """A batch: each item is the datum or the :class:`EventError` that event raised (others unaffected)."""
+        out: list[Datum | EventError] = []
+        decode = self.decode
+        for value in values:
+            try:
+                out.append(decode(value))
+            except EventError as exc:
+                out.append(exc)
+        return out
+
+    def _frame(self, data: bytes | None) -> tuple[_Reading, int]:
+        """Check size and header; return how to read the body and where it starts."""
+        if not data:
+            raise DecodeError(ErrorCode.EMPTY, "empty value (no bytes)")
+        size = len(data)
+        if size > self.max_message_bytes:
+            raise DecodeError(ErrorCode.TOO_LARGE, f"{size} bytes, max_message_bytes is {self.max_message_bytes}")
+        first = data[0]
+        if first == _SO_MAGIC0:
+            if size > 1 and data[1] != _SO_MAGIC1:
+                raise DecodeError(ErrorCode.BAD_MAGIC, f"single-object magic C3 {data[1]:02X}, expected C3 01")
+            if size < SINGLE_OBJECT_HEADER_LEN:
+                raise DecodeError(ErrorCode.TRUNCATED, f"{size} bytes: shorter than the single-object header")
+            fp = bytes(data[2:SINGLE_OBJECT_HEADER_LEN])
+            reading = self._by_fingerprint.get(fp) or self._reading_for_fingerprint(fp)
+            start = SINGLE_OBJECT_HEADER_LEN
+        elif first == CONFLUENT_MAGIC:
+            if size < CONFLUENT_HEADER_LEN:
+                raise DecodeError(ErrorCode.TRUNCATED, f"{size} bytes: shorter than the Confluent header")
+            schema_id = int.from_bytes(data[1:CONFLUENT_HEADER_LEN], "big")
+            reading = self._by_id.get(schema_id) or self._reading_for_id(schema_id)
+            start = CONFLUENT_HEADER_LEN
+        else:
+            raise DecodeError(ErrorCode.BAD_MAGIC, f"first byte {first:02X} is neither C3 (single-object) nor 00")
+        if reading.error is not None:
+            raise DecodeError(ErrorCode.SCHEMA_RESOLUTION_FAILED, reading.error)
+        return reading, start
+
+    def _reading_for_fingerprint(self, fp: bytes) -> _Reading:
+        found = self.store.by_fingerprint(fp)
+        if found is None:
+            raise DecodeError(
+                ErrorCode.UNKNOWN_SCHEMA, f"writer fingerprint {fingerprint_int(fp):#018x} not in {self.store.root}"
+            )
+        reading = self._pair(found.schema, found.parsed, found.fingerprint, found.label)
+        self._by_fingerprint[fp] = reading
+        return reading
+
+    def _reading_for_id(self, schema_id: int) -> _Reading:
+        if self.registry is None:
+            raise DecodeError(ErrorCode.UNKNOWN_SCHEMA, f"Confluent frame (schema id {schema_id}) but no registry")
+        text = self.registry.text_for(schema_id)
+        label = f"registry id {schema_id}"
+        try:
+            schema = json.loads(text)
+            fp = rabin_fingerprint(schema)
+            local = self.store.by_fingerprint(fp)
+            parsed = local.parsed if local is not None else fastavro.parse_schema(strip_logical_types(schema))
+        except Exception as exc:
+            reading = _Reading(None, None, label, f"{label}: writer schema does not parse: {exc}")
+        else:
+            reading = self._pair(schema, parsed, fp, label if local is None else f"{label} ({local.label})")
+        self._by_id[schema_id] = reading
+        return reading
+
+    def _pair(self, writer_json: Any, writer_parsed: Any, writer_fp: bytes, label: str) -> _Reading:
+        """Check a new writer against our reader once; the verdict is cached with the pair."""
+        if writer_fp == self.reader_schema.fingerprint:
+            return _Reading(writer_parsed, None, label, None, _fastpath.reading_named(writer_parsed, None))
+        try:
+            problems = incompatibilities(self.reader_schema.schema, writer_json)
+        except Exception as exc:
+            problems = [f"cannot check: {exc}"]
+        if problems:
+            return _Reading(None, None, label, f"{label} -> {self.reader_schema.label}: {'; '.join(problems)}")
+        reader = self.reader_schema.parsed
+        named = _fastpath.reading_named(writer_parsed, reader)
+        return _Reading(writer_parsed, reader, f"{label} -> {self.reader_schema.label}", None, named)
+
+
+@lru_cache(maxsize=8)
+def shared_registry(url: str) -> RegistrySchemas:
+    """One registry client and id cache per URL per process, shared by all codecs."""
+    return RegistrySchemas.from_url(url)
+
+
+@dataclass(frozen=True)
+class Codecs:
+    """The three codecs a worker needs, built from one Settings."""
+
+    request: EventCodec
+    result: EventCodec
+    error: EventCodec
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, validate: bool = True) -> Codecs:
+        return cls(
+            request=EventCodec.from_settings(settings, "request", validate=validate),
+            result=EventCodec.from_settings(settings, "result", validate=False),
+            error=EventCodec.from_settings(settings, "error", validate=False),
+        )
