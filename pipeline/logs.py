@@ -1,4 +1,4 @@
-"""Logging set-up for commands and workers.
+"""Logging set-up for commands and workers: level, text or JSON lines, secrets redacted.
 
 librdkafka reports every failed connection attempt; the admin layer already turns those into one clear
 error, so its own lines are kept to debug level unless asked for.
@@ -7,15 +7,49 @@ error, so its own lines are kept to debug level unless asked for.
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Iterable
+
+from pipeline.observability.log_format import JsonFormatter, RedactSecrets, TextFormatter
 
 CLIENT_LOGGER = "pipeline.kafka.client"
+# Faust's spellings (crit, warn) and Python's.
+LEVELS = {
+    "crit": logging.CRITICAL,
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
 
 
-def configure_logging(level: str = "info", client_level: str | None = None) -> None:
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
-        numeric = logging.INFO
-    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(numeric)
+def configure_logging(
+    level: str = "info",
+    fmt: str = "text",
+    secrets: Iterable[str] = (),
+    client_level: str | None = None,
+) -> None:
+    numeric = LEVELS.get(level.lower(), logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactSecrets(secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
     client = logging.getLevelName((client_level or ("DEBUG" if numeric <= logging.DEBUG else "CRITICAL")).upper())
     logging.getLogger(CLIENT_LOGGER).setLevel(client if isinstance(client, int) else logging.CRITICAL)
+
+
+def settings_secrets(settings: object) -> list[str]:
+    """The secret values a Settings object holds, for redaction."""
+    security = getattr(settings, "security", None)
+    values = []
+    for name in ("sasl_password", "ssl_key_password"):
+        secret = getattr(security, name, None)
+        if secret is not None:
+            values.append(secret.get_secret_value())
+    return values

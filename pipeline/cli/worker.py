@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 
 import typer
 
 from pipeline.cli.common import err_console, handle_errors, settings_from
 from pipeline.kafka.admin import connect_admin
-from pipeline.logs import configure_logging
+from pipeline.logs import configure_logging, settings_secrets
 
 
 class Role(StrEnum):
@@ -28,6 +29,12 @@ def worker(
     batch_max_wait_ms: int | None = typer.Option(None, min=0, help="Close a batch W ms after its first event."),
     model: str | None = typer.Option(None, help="Default model (config: model)."),
     log_level: str | None = typer.Option(None, help="crit, error, warn, info or debug."),
+    metrics_port: int | None = typer.Option(
+        None, min=0, max=65535, help="Port for /metrics, /healthz and /readyz (0: off; config: metrics_port)."
+    ),
+    status: bool | None = typer.Option(
+        None, "--status/--no-status", help="A live status line on stderr (default: when stderr is a terminal)."
+    ),
 ) -> None:
     """Run the pipeline's agents in the foreground until SIGTERM or Ctrl-C."""
     from pipeline.processors.app import run_worker
@@ -40,8 +47,9 @@ def worker(
         batch_max_wait_ms=batch_max_wait_ms,
         model=model,
         log_level=log_level,
+        metrics_port=metrics_port,
     )
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
     connect_admin(settings)  # a clear line now rather than a Faust traceback later
     roles = ("input", "inference") if role is Role.all else (role.value,)
     err_console.print(
@@ -50,7 +58,10 @@ def worker(
         highlight=False,
     )
     code = run_worker(
-        settings, lambda hot_path: build_roles(settings, roles, hot_path), loglevel=_faust_level(settings.log_level)
+        settings,
+        lambda hot_path: build_roles(settings, roles, hot_path),
+        loglevel=_faust_level(settings.log_level),
+        status_line=sys.stderr.isatty() if status is None else status,
     )
     raise typer.Exit(code)
 

@@ -61,6 +61,8 @@ class HotPath:
     roles: list[RoleSpec] = field(default_factory=list)
     readers: list[BatchReader] = field(default_factory=list)
     fatal: BaseException | None = None
+    provider: str = "-"
+    roles_built: bool = False
     on_fatal: Callable[[BaseException], None] | None = None
     stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -87,9 +89,17 @@ class HotPath:
             log.warning("%d output(s) still unacknowledged at shutdown; their inputs stay uncommitted", left)
         self.stopped.set()
 
+    def readiness(self) -> dict[str, bool]:
+        """What /readyz reports: connected, partitions assigned, model loaded and warmed up."""
+        return {
+            "connected": self.roles_built,
+            "partitions_assigned": bool(self.readers) and all(r.ready.is_set() for r in self.readers),
+            "model_warm": self.roles_built and self.fatal is None,
+        }
+
     @property
     def ready(self) -> bool:
-        return bool(self.readers) and all(r.ready.is_set() for r in self.readers)
+        return all(self.readiness().values())
 
 
 def faust_broker_url(bootstrap: str) -> list[str]:
@@ -240,18 +250,50 @@ class PipelineWorker(faust.Worker):
         self.loop.call_soon_threadsafe(self._schedule_shutdown, signal.SIGTERM)
 
 
-def run_worker(settings: Settings, make_roles: Callable[[HotPath], list[RoleSpec]], loglevel: str = "warn") -> int:
-    """Run until SIGTERM/SIGINT (exit 0 after a clean drain) or a fatal hot-path error (exit 2)."""
+def run_worker(
+    settings: Settings,
+    make_roles: Callable[[HotPath], list[RoleSpec]],
+    loglevel: str = "warn",
+    status_line: bool = False,
+) -> int:
+    """Run until SIGTERM/SIGINT (exit 0 after a clean drain) or a fatal hot-path error (exit 2).
+
+    The health server starts first, so /readyz says "not ready" while the model loads and warms up.
+    """
+    from pipeline.observability.http import HealthServer
+    from pipeline.observability.lag import LagMonitor
+    from pipeline.observability.status import StatusLine
+
     hot_path = new_hot_path(settings)
+    server = HealthServer(settings.metrics_port, hot_path.readiness).start() if settings.metrics_port else None
+    if server is not None:
+        log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", server.port)
     hot_path.roles = make_roles(hot_path)
+    hot_path.roles_built = True
     app = build_app(settings, hot_path.roles, hot_path)
-    worker = PipelineWorker(app, hot_path, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    lag = LagMonitor(
+        settings,
+        {f"{settings.group}.{spec.role}": [*spec.topics, *spec.priority_topics] for spec in hot_path.roles},
+    )
+    lag.start()
+    status = StatusLine(lambda: hot_path.provider, lambda: lag.total() if lag.latest else None) if status_line else None
+    if status is not None:
+        status.start()
+    worker = PipelineWorker(
+        app, hot_path, loglevel=loglevel, quiet=True, redirect_stdouts=False, override_logging=False
+    )
     hot_path.on_fatal = lambda _exc: worker.request_stop()
     code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        lag.stop()
+        if status is not None:
+            status.stop()
+        if server is not None:
+            server.stop()
     if not hot_path.stopped.is_set():
         hot_path.drain(timeout_s=5.0)
     if hot_path.fatal is not None:

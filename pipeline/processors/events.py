@@ -33,8 +33,10 @@ class EventCodecs:
     codecs: Codecs
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EventCodecs:
-        return cls(Codecs.from_settings(settings))
+    def from_settings(cls, settings: Settings, *, validate: bool = True) -> EventCodecs:
+        """``validate=False`` for the inference agent: its records were validated by the input agent, and
+        the model runtime checks tensors and texts again per event before batching."""
+        return cls(Codecs.from_settings(settings, validate=validate))
 
     def decode_request(self, value: bytes | None) -> dict[str, Any]:
         try:

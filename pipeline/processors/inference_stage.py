@@ -16,6 +16,13 @@ from confluent_kafka import Message
 
 from pipeline.model.outcome import Failure, Outcome, Success
 from pipeline.model.service import ModelService
+from pipeline.observability.metrics import (
+    BATCH_SECONDS,
+    INFERENCE_SECONDS,
+    RESULTS,
+    RETRIES,
+    STAGE_SECONDS,
+)
 from pipeline.processors.batch import Batch
 from pipeline.processors.events import EventCodecs, Rejected
 from pipeline.processors.hooks import HookFailed, HookRegistry
@@ -50,6 +57,7 @@ class InferenceStage:
     async def process(self, batch: Batch) -> None:
         ticket = batch.ticket
         batch_id = f"inference-{ticket.id}"
+        started_batch = time.perf_counter()
         items: list[_Item] = []
         for msg in batch.messages:
             try:
@@ -65,12 +73,15 @@ class InferenceStage:
                     self.router.route(msg, _hook_failure(exc, request, model), ticket, batch_id)
                     continue
             items.append(_Item(msg, request, model))
+        STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started_batch)
 
         pending = items
         while pending:
             started = time.time()
             outcomes = await self.models.run_batch_async([(i.model, i.request["payload"]) for i in pending])
             inference_ms = (time.time() - started) * 1000.0
+            INFERENCE_SECONDS.labels(self.models.default_model).observe(inference_ms / 1000.0)
+            encode_started = time.perf_counter()
             retry: list[_Item] = []
             for item, outcome in zip(pending, outcomes, strict=True):
                 item.attempts += 1
@@ -78,10 +89,13 @@ class InferenceStage:
                     retry.append(item)
                     continue
                 self._emit(item, outcome, started, inference_ms, len(pending), ticket, batch_id)
+            STAGE_SECONDS.labels("encode").observe(time.perf_counter() - encode_started)
             if retry:
+                RETRIES.labels("model").inc(len(retry))
                 await asyncio.sleep(self.retry.delay_s(max(i.attempts for i in retry)))
             pending = retry
         self.tracker.seal(ticket)
+        BATCH_SECONDS.labels(self.role).observe(time.perf_counter() - started_batch)
 
     def _emit(
         self,
@@ -136,6 +150,7 @@ class InferenceStage:
                 self.router.route(msg, _hook_failure(exc, request, item.model), ticket, batch_id)
                 return
         value = self.codecs.encode_result(result)
+        RESULTS.labels(item.model).inc()
         key = msg.key() if msg.key() is not None else str(request["event_id"]).encode()
         self.writer.send(self.output_topic, value, key, headers=trace_headers(msg) or None, ticket=ticket)
 

@@ -8,8 +8,10 @@ which the reader rewinds.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+from pipeline.observability.metrics import BATCH_SECONDS
 from pipeline.processors.batch import Batch
 from pipeline.processors.events import EventCodecs, Rejected
 from pipeline.processors.offsets import OffsetTracker
@@ -32,6 +34,7 @@ class InputStage:
     async def process(self, batch: Batch) -> None:
         ticket = batch.ticket
         batch_id = f"input-{ticket.id}"
+        started = time.perf_counter()
         for msg in batch.messages:
             try:
                 request = self.codecs.decode_request(msg.value())
@@ -65,3 +68,4 @@ class InputStage:
                 ticket=ticket,
             )
         self.tracker.seal(ticket)
+        BATCH_SECONDS.labels(self.role).observe(time.perf_counter() - started)

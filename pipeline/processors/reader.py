@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from pipeline.observability.metrics import BATCH_SIZE, EVENTS_CONSUMED
 from pipeline.processors.batch import Batch, BatchPolicy
 from pipeline.processors.offsets import TP, OffsetTracker
 
@@ -156,6 +157,12 @@ class BatchReader(threading.Thread):
         ticket = self._tracker.open(ranges)
         batch = Batch(messages, ticket)
         self.stats.batches += 1
+        BATCH_SIZE.labels(self.role).observe(len(messages))
+        per_topic: dict[str, int] = {}
+        for (topic, _), (first, last) in ranges.items():
+            per_topic[topic] = per_topic.get(topic, 0) + last - first + 1
+        for topic, n in per_topic.items():
+            EVENTS_CONSUMED.labels(self.role, topic).inc(n)
         if not self._deliver(batch):  # stopping: the batch is dropped, its offsets never committed
             self._tracker.discard(ticket)
 

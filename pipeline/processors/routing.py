@@ -11,6 +11,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from pipeline.observability.metrics import EVENTS_DEAD_LETTERED, EVENTS_FAILED
 from pipeline.processors.deadletter import DeadLetterContext, dead_letter_headers, describe_exception
 from pipeline.processors.events import EventCodecs
 from pipeline.processors.hooks import HookRegistry
@@ -64,6 +65,8 @@ class FailureRouter:
             attempts=failed.attempts,
             model=failed.model,
         )
+        EVENTS_FAILED.labels(failed.stage, failed.code).inc()
+        EVENTS_DEAD_LETTERED.labels(failed.stage, failed.code).inc()
         value = self.codecs.encode_error(error_event)
         key = failed.event_id.encode() if failed.event_id else msg.key()
         traces = trace_headers(msg)

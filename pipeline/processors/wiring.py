@@ -9,6 +9,7 @@ import socket
 from pipeline.config import Settings
 from pipeline.model.registry import load_registry
 from pipeline.model.service import ModelService
+from pipeline.observability.metrics import MODEL, observe_hook
 from pipeline.processors.app import HotPath, RoleSpec
 from pipeline.processors.events import EventCodecs
 from pipeline.processors.hooks import HookRegistry
@@ -30,7 +31,9 @@ def worker_label(settings: Settings) -> str:
 
 def build_roles(settings: Settings, roles: tuple[str, ...], hot_path: HotPath) -> list[RoleSpec]:
     codecs = EventCodecs.from_settings(settings)
-    hooks = HookRegistry.from_paths(settings.hooks_pre, settings.hooks_post, settings.hooks_error)
+    hooks = HookRegistry.from_paths(
+        settings.hooks_pre, settings.hooks_post, settings.hooks_error, observer=observe_hook
+    )
     router = FailureRouter(
         hot_path.writer,
         codecs,
@@ -55,13 +58,16 @@ def build_roles(settings: Settings, roles: tuple[str, ...], hot_path: HotPath) -
         )
         specs.append(RoleSpec("input", [settings.topics.input], stage, input_tracker))
     if "inference" in roles:
-        models = ModelService.from_settings(settings)
+        models = ModelService.from_settings(settings)  # loads and warms up the default model
+        runner = models.runner()
+        MODEL.info({"model": runner.info.name, "version": runner.info.version, "provider": runner.provider})
+        hot_path.provider = runner.provider
         retry = RetryPolicy(
             max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_ms / 1000.0
         )
         inference_tracker = OffsetTracker()
         inference = InferenceStage(
-            codecs,
+            EventCodecs.from_settings(settings, validate=False),
             models,
             hot_path.writer,
             inference_tracker,

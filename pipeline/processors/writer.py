@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from pipeline.observability.metrics import RETRIES, observe_produced
 from pipeline.processors.offsets import Ticket
 from pipeline.processors.retry import RetryPolicy
 
@@ -78,7 +79,7 @@ class OutputWriter:
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="writer-poll", daemon=True)
         self.stats = WriterStats()
-        self.observer: Callable[[str, bool], None] | None = None  # (topic, ok) per delivery report
+        self.observer: Callable[[str, bool], None] | None = observe_produced  # (topic, ok) per delivery
         self._poller.start()
 
     def send(
@@ -134,6 +135,7 @@ class OutputWriter:
             transient = err.retriable() or err.code() in _TRANSIENT
             if transient and self._retry.should_retry(out.attempts):
                 self.stats.retries += 1
+                RETRIES.labels("produce").inc()
                 delay = self._retry.delay_s(out.attempts)
                 log.warning("produce to %s failed (%s); retry %d in %.2f s", out.topic, err.str(), out.attempts, delay)
                 with self._due_lock:

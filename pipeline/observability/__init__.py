@@ -1,0 +1,1 @@
+"""Seeing a running worker: Prometheus metrics, health endpoints, consumer lag, logs, a status line."""

@@ -1,0 +1,64 @@
+"""One small HTTP server per worker: ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``.
+
+``/healthz`` answers while the process runs; ``/readyz`` only once the worker is connected, has its
+partitions assigned and its model warmed up, so an orchestrator sends no traffic (and counts no restart)
+before then.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pipeline.observability.metrics import READY, REGISTRY
+
+ReadinessProbe = Callable[[], dict[str, bool]]
+
+
+class HealthServer:
+    def __init__(self, port: int, readiness: ReadinessProbe, host: str = "0.0.0.0") -> None:
+        probe = readiness
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # the http.server API names it
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    self._send(200, b'{"status": "alive"}\n', "application/json")
+                elif path == "/readyz":
+                    checks = probe()
+                    ready = all(checks.values())
+                    READY.set(1 if ready else 0)
+                    body = json.dumps({"ready": ready, "checks": checks}).encode() + b"\n"
+                    self._send(200 if ready else 503, body, "application/json")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _send(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # scrapes are not log lines
+                return
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
