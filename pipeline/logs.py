@@ -40,6 +40,9 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    # Faust's and mode's service start/stop chatter is for debugging, not for operators.
+    for name in ("faust", "mode", "aiokafka"):
+        logging.getLogger(name).setLevel(logging.DEBUG if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
     client = logging.getLevelName((client_level or ("DEBUG" if numeric <= logging.DEBUG else "CRITICAL")).upper())
     logging.getLogger(CLIENT_LOGGER).setLevel(client if isinstance(client, int) else logging.CRITICAL)
 
