@@ -102,9 +102,7 @@ class ModelRunner:
             self._session, self.provider = create_session(fp16_path, options, "cuda", device_id=device_id)
             self.path = fp16_path
         elif fp16:
-            log.info(
-                "model %s: fp16 variant not used (provider %s, file %s)", spec.name, self.provider, fp16_path
-            )
+            log.info("model %s: fp16 variant not used (provider %s, file %s)", spec.name, self.provider, fp16_path)
         self._on_device = self.provider != CPU
         self.info = ModelInfo(spec.name, spec.version, self.provider)
         self.inputs = {i.name: (i.type, list(i.shape)) for i in self._session.get_inputs()}
@@ -136,6 +134,8 @@ class ModelRunner:
     def run_batch(self, inputs: Sequence[RawInput]) -> list[Outcome]:
         """One outcome per input, in order. Never raises for a bad event; see the module docstring."""
         outcomes: list[Outcome | None] = [None] * len(inputs)
+        if self._tokenizer is None and self._run_tensors_fast(inputs, outcomes):
+            return [o if o is not None else self._lost() for o in outcomes]
         valid: list[tuple[int, ModelInput]] = []
         for pos, raw in enumerate(inputs):
             try:
@@ -239,6 +239,56 @@ class ModelRunner:
                 stacked = {g: np.stack([f[g] for _, f in chunk]) for g in chunk[0][1]}
                 self._run_isolated([p for p, _ in chunk], stacked, success, outcomes)
 
+    def _run_tensors_fast(self, inputs: Sequence[RawInput], outcomes: list[Outcome | None]) -> bool:
+        """The common case in one pass: every event is a wire payload whose tensors have exactly the model's
+        names, dtypes and shapes, and no NaN. Their bytes are joined and read as one [B, ...] array per
+        input instead of one small array per event. Anything else (or a NaN anywhere) returns False and
+        the batch takes the per-event path, which finds and isolates the culprits.
+        """
+        n = len(inputs)
+        if n == 0 or n > self.max_batch_size:
+            return False
+        expected: dict[str, tuple[str, str, list[int], int, np.dtype[Any]]] = {}
+        for req, graph in self.spec.inputs.items():
+            ort_type, shape = self.inputs[graph]
+            want = _ORT_DTYPES.get(ort_type)
+            dims = shape[1:]
+            if want is None or not all(isinstance(d, int) for d in dims):
+                return False
+            size = int(np.prod(dims, dtype=np.int64)) * want.itemsize
+            expected[req] = (graph, want.name, [int(d) for d in dims], size, want)
+        chunks: dict[str, list[bytes]] = {req: [] for req in expected}
+        for raw in inputs:
+            if isinstance(raw, ModelInput) or not isinstance(raw, Mapping):
+                return False
+            wire = raw.get("tensors")
+            if not wire or len(wire) != len(expected):
+                return False
+            for tensor in wire:
+                spec = expected.get(tensor.get("name"))
+                if spec is None or tensor.get("dtype") != spec[1] or list(tensor.get("shape", ())) != spec[2]:
+                    return False
+                data = tensor.get("data", b"")
+                if len(data) != spec[3]:
+                    return False
+                chunks[tensor["name"]].append(data)
+        feeds: Feeds = {}
+        for req, (graph, _, dims, _, want) in expected.items():
+            if len(chunks[req]) != n:
+                return False
+            arr = np.frombuffer(b"".join(chunks[req]), dtype=want.newbyteorder("<")).reshape(n, *dims)
+            arr = arr.astype(want, copy=False)
+            if arr.dtype.kind == "f" and not self.spec.allow_nan and not np.isfinite(arr).all():
+                return False
+            feeds[graph] = arr
+        inverse = {graph: name for name, graph in self.spec.outputs.items()}
+
+        def success(pos: int, row: dict[str, np.ndarray]) -> Outcome:
+            return Success(self.info, outputs={inverse[g]: v for g, v in row.items()})
+
+        self._run_isolated(list(range(n)), feeds, success, outcomes)
+        return True
+
     def _validate_tensors(self, item: ModelInput) -> dict[str, np.ndarray]:
         """Graph input name -> the event's array, or InputError with the code that says what is wrong."""
         if not item.tensors:
@@ -255,17 +305,13 @@ class ModelRunner:
             ort_type, shape = self.inputs[graph]
             want = _ORT_DTYPES.get(ort_type)
             if want is None or arr.dtype != want:
-                raise InputError(
-                    ErrorCode.BAD_DTYPE, f"tensor {req!r}: dtype {arr.dtype}, model wants {want}"
-                )
+                raise InputError(ErrorCode.BAD_DTYPE, f"tensor {req!r}: dtype {arr.dtype}, model wants {want}")
             dims = shape[1:]
             if arr.ndim != len(dims) or any(
                 isinstance(d, int) and d != a for d, a in zip(dims, arr.shape, strict=True)
             ):
                 shown = [d if isinstance(d, int) else "?" for d in dims]
-                raise InputError(
-                    ErrorCode.BAD_SHAPE, f"tensor {req!r}: shape {list(arr.shape)}, model wants {shown}"
-                )
+                raise InputError(ErrorCode.BAD_SHAPE, f"tensor {req!r}: shape {list(arr.shape)}, model wants {shown}")
             if arr.dtype.kind == "f" and not self.spec.allow_nan and not np.isfinite(arr).all():
                 raise InputError(ErrorCode.NAN_TENSOR, f"tensor {req!r} holds NaN or infinity")
             feeds[graph] = arr
@@ -314,9 +360,7 @@ class ModelRunner:
                 return
             mid = len(positions) // 2
             for part in (slice(0, mid), slice(mid, None)):
-                self._bisect(
-                    positions[part], {k: v[part] for k, v in feeds.items()}, success, outcomes, culprits
-                )
+                self._bisect(positions[part], {k: v[part] for k, v in feeds.items()}, success, outcomes, culprits)
             return
         for row, pos in enumerate(positions):
             outcomes[pos] = success(

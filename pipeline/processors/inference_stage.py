@@ -8,10 +8,12 @@ model failures are retried with backoff before they are dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from confluent_kafka import Message
 
 from pipeline.model.outcome import Failure, Outcome, Success
@@ -53,6 +55,7 @@ class InferenceStage:
     hooks: HookRegistry = field(default_factory=HookRegistry)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     role: str = "inference"
+    _results: dict[str, int] = field(default_factory=dict)  # per-batch counts, flushed to the metric
 
     async def process(self, batch: Batch) -> None:
         ticket = batch.ticket
@@ -95,6 +98,9 @@ class InferenceStage:
                 await asyncio.sleep(self.retry.delay_s(max(i.attempts for i in retry)))
             pending = retry
         self.tracker.seal(ticket)
+        for model, n in self._results.items():
+            RESULTS.labels(model).inc(n)
+        self._results.clear()
         BATCH_SECONDS.labels(self.role).observe(time.perf_counter() - started_batch)
 
     def _emit(
@@ -150,7 +156,7 @@ class InferenceStage:
                 self.router.route(msg, _hook_failure(exc, request, item.model), ticket, batch_id)
                 return
         value = self.codecs.encode_result(result)
-        RESULTS.labels(item.model).inc()
+        self._results[item.model] = self._results.get(item.model, 0) + 1
         key = msg.key() if msg.key() is not None else str(request["event_id"]).encode()
         self.writer.send(self.output_topic, value, key, headers=trace_headers(msg) or None, ticket=ticket)
 
@@ -166,12 +172,26 @@ def _hook_failure(exc: HookFailed, request: dict[str, Any], model: str) -> Faile
     )
 
 
+_DTYPE_NAMES: dict[np.dtype[Any], str] = {}
+
+
 def _output(outcome: Success) -> dict[str, Any]:
-    """The result's output union: an embedding, or named tensors."""
+    """The result's output union: an embedding, or named tensors (little-endian bytes, numpy dtype names)."""
     if outcome.embedding is not None:
-        return {"embedding": outcome.embedding.astype("float32").tolist()}
+        return {"embedding": outcome.embedding.astype(np.float32, copy=False).tolist()}
     tensors = []
     for name, array in outcome.outputs.items():
-        arr = array.astype(array.dtype.newbyteorder("<"), copy=False)
-        tensors.append({"name": name, "dtype": array.dtype.name, "shape": list(array.shape), "data": arr.tobytes()})
+        dtype = array.dtype
+        dtype_name = _DTYPE_NAMES.get(dtype)
+        if dtype_name is None:
+            dtype_name = _DTYPE_NAMES.setdefault(dtype, dtype.name)
+        data = (
+            array.tobytes()
+            if dtype.byteorder in ("<", "=", "|") and _LITTLE
+            else array.astype(dtype.newbyteorder("<")).tobytes()
+        )
+        tensors.append({"name": name, "dtype": dtype_name, "shape": list(array.shape), "data": data})
     return {"tensors": tensors}
+
+
+_LITTLE = sys.byteorder == "little"

@@ -156,3 +156,19 @@ def test_service_fails_unknown_models_per_event(registry: Registry, tmp_path: Pa
     assert isinstance(outcomes[0], Success) and isinstance(outcomes[2], Success)
     assert isinstance(outcomes[1], Failure) and outcomes[1].code == ErrorCode.UNKNOWN_MODEL
     assert "no-such-model" in outcomes[1].message
+
+
+def test_the_joined_bytes_fast_path_equals_the_per_event_path(tiny_runner: ModelRunner) -> None:
+    from pipeline.model import tiny as tiny_module
+    from pipeline.model.inputs import encode_tensor
+
+    xs = np.random.default_rng(7).standard_normal((40, 8)).astype(np.float32)
+    wire = [{"tensors": [encode_tensor("x", x)]} for x in xs]
+    fast = tiny_runner.run_batch(wire)  # every payload well-formed: one joined array
+    slow = tiny_runner.run_batch([ModelInput(tensors={"x": x}) for x in xs])  # per-event arrays
+    expected = tiny_module.reference(xs)
+    np.testing.assert_allclose(np.stack([y_of(o) for o in fast]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.stack([y_of(o) for o in fast]), np.stack([y_of(o) for o in slow]))
+    wire[5] = {"tensors": [encode_tensor("x", np.full(8, np.nan, np.float32))]}
+    mixed = tiny_runner.run_batch(wire)  # a NaN anywhere: the per-event path isolates it
+    assert [i for i, o in enumerate(mixed) if not o.ok] == [5]
