@@ -35,9 +35,7 @@ def export(
     settings = settings_from(ctx, model=model)
     try:
         spec = load_registry(settings.models_file).get(settings.model)
-        path = export_model(
-            spec, settings.model_cache, force=force, fp16=fp16, progress=lambda m: err_console.print(m)
-        )
+        path = export_model(spec, settings.model_cache, force=force, fp16=fp16, progress=lambda m: err_console.print(m))
     except ModelError as exc:
         raise CommandError(str(exc)) from None
     print(path)
@@ -76,13 +74,7 @@ def list_models(ctx: typer.Context) -> None:
         table.add_column(col)
     for spec in registry:
         cached = spec.path(settings.model_cache).is_file()
-        state = (
-            "[green]yes[/]"
-            if cached
-            else "[dim]generated on use[/]"
-            if spec.builder == "tiny"
-            else "[red]no[/]"
-        )
+        state = "[green]yes[/]" if cached else "[dim]generated on use[/]" if spec.builder == "tiny" else "[red]no[/]"
         table.add_row(spec.name, spec.version, spec.task, str(spec.max_batch_size), state)
     console.print(table)
 
@@ -126,9 +118,7 @@ def bench(
     err_console.print(f"loaded and warmed up in {time.monotonic() - started:.1f} s")
     rows = run_bench(runner, sizes, min_seconds=seconds)
     runner.close()
-    table = Table(
-        title=f"{runner.spec.name} on {runner.provider} ({runner.intra_op_threads} intra-op threads)"
-    )
+    table = Table(title=f"{runner.spec.name} on {runner.provider} ({runner.intra_op_threads} intra-op threads)")
     for col in ("batch", "events", "seconds", "events/s", "ms/batch"):
         table.add_column(col, justify="right")
     for row in rows:

@@ -48,9 +48,7 @@ def bench_inputs(runner: ModelRunner, n: int = 512) -> list[ModelInput]:
     return out
 
 
-def bench(
-    runner: ModelRunner, batches: list[int], *, min_seconds: float = 2.0, n_inputs: int = 512
-) -> list[BenchRow]:
+def bench(runner: ModelRunner, batches: list[int], *, min_seconds: float = 2.0, n_inputs: int = 512) -> list[BenchRow]:
     """Events/s per batch size: consecutive batches over the fixed inputs, ``min_seconds`` at least."""
     inputs = bench_inputs(runner, n_inputs)
     rows = []

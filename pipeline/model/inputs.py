@@ -15,24 +15,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.model.errors import ErrorCode, InputError
+from pipeline.serde.validation import WIRE_DTYPES as _SERDE_DTYPES
 
-# Dtypes a request may name (numpy's names); bytes are little-endian.
-WIRE_DTYPES: frozenset[str] = frozenset(
-    {
-        "float16",
-        "float32",
-        "float64",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "bool",
-    }
-)
+# Dtypes a request may name (numpy's names; bytes little-endian): the wire format's own list.
+WIRE_DTYPES: frozenset[str] = frozenset(_SERDE_DTYPES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,15 +114,10 @@ def make_text(kind: str, rng: random.Random) -> str:
     if kind == "long":  # 300-420 words: well past 256 tokens, so it is truncated
         return " ".join(_words(rng, rng.randint(300, 420)))
     if kind == "punctuation":
-        parts = [
-            w + (rng.choice(_PUNCT) if rng.random() < 0.6 else "") for w in _words(rng, rng.randint(4, 20))
-        ]
+        parts = [w + (rng.choice(_PUNCT) if rng.random() < 0.6 else "") for w in _words(rng, rng.randint(4, 20))]
         return " ".join(parts)
     if kind == "unicode":
-        parts = [
-            rng.choice(_UNICODE) if rng.random() < 0.5 else rng.choice(_WORDS)
-            for _ in range(rng.randint(3, 18))
-        ]
+        parts = [rng.choice(_UNICODE) if rng.random() < 0.5 else rng.choice(_WORDS) for _ in range(rng.randint(3, 18))]
         return " ".join(parts)
     if kind == "numbers":
         parts = [

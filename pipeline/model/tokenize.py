@@ -63,9 +63,7 @@ class TextTokenizer:
         encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
         return [Encoded(e.ids, e.type_ids, bool(e.overflowing)) for e in encodings]
 
-    def batches(
-        self, encoded: Sequence[Encoded], positions: Sequence[int], max_batch: int
-    ) -> list[TextBatch]:
+    def batches(self, encoded: Sequence[Encoded], positions: Sequence[int], max_batch: int) -> list[TextBatch]:
         """Bucket by length (power-of-two bounds), split each bucket at ``max_batch``, pad per batch."""
         by_bucket: dict[int, list[int]] = {}
         for k, enc in enumerate(encoded):
