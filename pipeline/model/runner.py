@@ -93,6 +93,9 @@ class ModelRunner:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = self.intra_op_threads  # 0 lets ONNX Runtime decide
         options.inter_op_num_threads = 1
+        # Idle intra-op threads sleep instead of spinning: a worker shares its cores with the Kafka
+        # clients, the event loop and often the broker, and a spinning pool starves them between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self._session, self.provider = create_session(
             self.path, options, device, tensorrt=spec.tensorrt, device_id=device_id

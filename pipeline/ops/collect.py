@@ -70,7 +70,9 @@ def read_topic(
         md = consumer.list_topics(topic, timeout=10).topics[topic]
         consumer.assign([TopicPartition(topic, p, 0) for p in md.partitions])
         while time.monotonic() < deadline:
-            batch = consumer.consume(1000, timeout=0.2)
+            # A short timeout: consume() waits for the whole count or the timeout, and the receive time
+            # must not wait for the rest of a batch (latency is measured with it).
+            batch = consumer.consume(1000, timeout=0.01)
             now = time.time()
             for msg in batch:
                 if msg.error() is None:

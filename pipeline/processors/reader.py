@@ -124,14 +124,17 @@ class BatchReader(threading.Thread):
                 self._hand_off()
                 continue
             want = self._policy.max_events - len(self._pending)
+            called_at = time.monotonic()
             messages = consumer.consume(num_messages=max(1, want), timeout=min(wait, 0.2) if wait else 0.2)
-            self._take(messages)
+            self._take(messages, called_at)
             if self._priority:
                 self._steer_lane(consumer, messages)
             if len(self._pending) >= self._policy.max_events:
                 self._hand_off()
 
-    def _take(self, messages: list[Message]) -> None:
+    def _take(self, messages: list[Message], called_at: float) -> None:
+        """A batch opens when the consume call that brought its first record began: that record may have
+        arrived at any point of the call, so the deadline counts from the call's start (W at most)."""
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -142,7 +145,7 @@ class BatchReader(threading.Thread):
                 log.warning("%s consumer: %s", self.role, err.str())
                 continue
             if not self._pending:
-                self._first_at = time.monotonic()
+                self._first_at = called_at
             self._pending.append(msg)
         self.stats.consumed += len(messages)
 
