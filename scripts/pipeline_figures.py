@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from confluent_kafka import Producer  # noqa: E402
 
 from pipeline.config import Settings, Topics  # noqa: E402
 from pipeline.kafka.clients import producer_config  # noqa: E402
-from pipeline.ops.collect import Record, read_topic  # noqa: E402
+from pipeline.ops.collect import read_topic  # noqa: E402
 from pipeline.ops.generate import text_requests, tiny_requests  # noqa: E402
 from pipeline.ops.local_worker import WorkerProcess, create_pipeline_topics, produce_requests  # noqa: E402
 from pipeline.serde import Codecs, now_millis  # noqa: E402
@@ -63,14 +64,23 @@ def latency(bootstrap: str, model: str, n: int, batch: int, partitions: int, rat
     settings = fresh_settings(bootstrap, partitions)
     codec = Codecs.from_settings(settings).request
     requests = requests_for(model, n, seed=2)
-    out: list[Record] = []
+    warmup = requests_for(model, 200, seed=3)
     with WorkerProcess(settings, "--model", model, "--batch-size", str(batch)) as worker:
         worker.wait_assigned()
-        reader = threading.Thread(
-            target=lambda: out.extend(read_topic(settings, settings.topics.output, expected=n, timeout_s=1800))
-        )
-        reader.start()
+        # The reader is a process of its own: in this one it would share the GIL with the generator, and
+        # its receive times would include that wait.
+        ctx = multiprocessing.get_context("spawn")
+        received: Queue[list[tuple[str, float]]] = ctx.Queue()
         producer = Producer(producer_config(settings, **{"linger.ms": 1}))
+        # Warm-up: every client's first write to a topic waits for metadata (about 0.5 s here); that is
+        # start-up cost, not the latency of a running pipeline, so it is paid before measuring.
+        for request in warmup:
+            producer.produce(settings.topics.input, value=codec.encode(request), key=request["event_id"].encode())
+        producer.flush(30)
+        read_topic(settings, settings.topics.output, expected=len(warmup), timeout_s=600)
+        reader = ctx.Process(target=_read_results, args=(settings, n, len(warmup), received))
+        reader.start()
+        time.sleep(2.0)  # the reader is assigned its partitions before the first request is sent
         started = time.perf_counter()
         for i, request in enumerate(requests):
             due = started + i / rate
@@ -80,16 +90,22 @@ def latency(bootstrap: str, model: str, n: int, batch: int, partitions: int, rat
             producer.produce(settings.topics.input, value=codec.encode(request), key=request["event_id"].encode())
             producer.poll(0)
         producer.flush(30)
-        reader.join()
-    result_codec = Codecs.from_settings(settings).result
+        arrivals = received.get(timeout=1800)
+        reader.join(timeout=30)
     created = {req["event_id"]: req["created_at"] for req in requests}
-    lat = np.array([r.received_at * 1000 - created[result_codec.decode(r.value)["event_id"]] for r in out])
+    lat = np.array([at * 1000 - created[event_id] for event_id, at in arrivals if event_id in created])
     return {
         "offered_per_s": rate,
         "p50_ms": float(np.percentile(lat, 50)),
         "p95_ms": float(np.percentile(lat, 95)),
         "p99_ms": float(np.percentile(lat, 99)),
     }
+
+
+def _read_results(settings: Settings, n: int, skip: int, out: Queue[list[tuple[str, float]]]) -> None:
+    codec = Codecs.from_settings(settings).result
+    records = read_topic(settings, settings.topics.output, expected=n + skip, timeout_s=1800)
+    out.put([(codec.decode(r.value)["event_id"], r.received_at) for r in records])
 
 
 def broker() -> tuple[str, dict[str, str] | None]:
