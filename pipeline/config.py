@@ -118,7 +118,6 @@ class Settings(BaseSettings):
     input_batch_size: int = Field(default=500, ge=1)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     drain_timeout_s: float = Field(default=8.0, gt=0)
-    gil_switch_interval_ms: float = Field(default=0.5, gt=0)
     retry_max_attempts: int = Field(default=5, ge=1)
     retry_base_delay_ms: int = Field(default=100, ge=0)
 

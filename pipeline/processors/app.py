@@ -264,9 +264,6 @@ def run_worker(
     from pipeline.observability.lag import LagMonitor
     from pipeline.observability.status import StatusLine
 
-    # The readers and the writer's poller hand work to the event loop many times a second; with the
-    # default 5 ms GIL switch interval each hand-off can wait that long, which caps small batches.
-    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000.0)
     hot_path = new_hot_path(settings)
     server = HealthServer(settings.metrics_port, hot_path.readiness).start() if settings.metrics_port else None
     if server is not None:
