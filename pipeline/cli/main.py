@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cli import model, schemas, topics, worker
+from pipeline.cli import dlq, model, offsets, produce, replay, schemas, tail, topics, worker
 from pipeline.logs import configure_logging
 
 app = typer.Typer(
@@ -35,6 +35,11 @@ app.add_typer(topics.app, name="topics")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(model.app, name="model")
 app.command("worker")(worker.worker)
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(offsets.app, name="offsets")
+app.command("tail")(tail.tail)
+app.command("produce")(produce.produce)
+app.command("replay")(replay.replay)
 
 
 if __name__ == "__main__":  # pragma: no cover
