@@ -1,0 +1,153 @@
+"""What a run leaves behind: the JSON (with a top-level ``ratios`` object), a markdown table with the
+ratios against their targets, and a PNG (events/s per design; the pipeline's latency against load)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TARGETS = {"minilm_vs_ort": 0.9, "tiny_vs_raw_loop": 0.7, "tiny_vs_faust_per_event": 3.0, "tiny_vs_quix": 1.5}
+NAMES = {
+    "pipeline": "this pipeline",
+    "raw_loop": "raw confluent-kafka loop",
+    "faust_per_event": "Faust, one event at a time",
+    "quix": "Quix Streams 3.28",
+}
+
+
+def _run(result: dict[str, Any], design: str, model: str) -> dict[str, Any] | None:
+    for r in result["runs"]:
+        if r["design"] == design and r["model"] == model and not r.get("error"):
+            return r
+    return None
+
+
+def ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    """Pipeline events/s over the other's (None where either side is missing)."""
+
+    def over(model: str, other: str | float | None) -> float | None:
+        mine = _run(result, "pipeline", model)
+        if isinstance(other, str):
+            theirs = _run(result, other, model)
+            other = theirs["events_per_s"] if theirs else None
+        if mine is None or not other:
+            return None
+        return float(mine["events_per_s"] / other)
+
+    return {
+        "minilm_vs_ort": over("minilm-l6", result["ceilings_events_per_s"].get("minilm-l6")),
+        "tiny_vs_raw_loop": over("tiny", "raw_loop"),
+        "tiny_vs_faust_per_event": over("tiny", "faust_per_event"),
+        "tiny_vs_quix": over("tiny", "quix"),
+    }
+
+
+def _ms(point: dict[str, Any] | None, key: str) -> str:
+    return f"{point[key]:,.0f}" if point else "-"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    batch = result["batch_size"]
+    lines = [
+        f"One broker and every design on {result['machine']['cpus']} cores; batch size {batch}; "
+        f"{result['partitions']} partitions; load average before the run "
+        f"{result['machine']['load_before']}, after {result['machine']['load_after']}.",
+        "Events/s: a pre-loaded backlog, first output to last output (broker append time). Latency: "
+        "receive time on the output topic minus `created_at`, at the offered rate shown. RSS: the design's "
+        "process tree, peak. ONNX Runtime alone: the same requests through the pipeline's model runner, "
+        "measured right before and right after the pipeline's run (the higher is shown): "
+        + "; ".join(
+            f"{m} " + ", ".join(f"{v:,.0f}" for v in vs)
+            for m, vs in result.get("ceiling_samples_events_per_s", {}).items()
+        )
+        + ".",
+        "",
+        "| model | design | events/s | pipeline ÷ this | offered/s | p50 ms | p95 ms | p99 ms | peak RSS MB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for model in result["models"]:
+        pipeline = _run(result, "pipeline", model)
+        ceiling = result["ceilings_events_per_s"].get(model)
+        if ceiling:
+            vs = f"{pipeline['events_per_s'] / ceiling:.2f}" if pipeline else "-"
+            lines.append(f"| {model} | ONNX Runtime alone (batch {batch}) | {ceiling:,.0f} | {vs} | | | | | |")
+        for r in result["runs"]:
+            if r["model"] != model:
+                continue
+            name = NAMES.get(r["design"], r["design"])
+            if r.get("error"):
+                lines.append(f"| {model} | {name} | failed | | | | | | {r['peak_rss_mb']:,.0f} |")
+                continue
+            vs = f"{pipeline['events_per_s'] / r['events_per_s']:.2f}" if pipeline and r["events_per_s"] else "-"
+            lat = r.get("latency")
+            offered = f"{lat['offered_per_s']:,.0f}" if lat else "-"
+            lines.append(
+                f"| {model} | {name} | {r['events_per_s']:,.0f} | {vs} | {offered} | {_ms(lat, 'p50_ms')} | "
+                f"{_ms(lat, 'p95_ms')} | {_ms(lat, 'p99_ms')} | {r['peak_rss_mb']:,.0f} |"
+            )
+    lines += ["", "| ratio (pipeline events/s over) | value | target | met |", "| --- | ---: | ---: | --- |"]
+    for key, value in result["ratios"].items():
+        shown = f"{value:.2f}" if value is not None else "n/a"
+        met = "yes" if value is not None and value >= TARGETS[key] else "no"
+        lines.append(f"| {key} | {shown} | {TARGETS[key]} | {met} |")
+    for r in result["runs"]:
+        if not r.get("curve"):
+            continue
+        lines += [
+            "",
+            f"The pipeline's latency against load ({r['model']}, maximum {r['events_per_s']:,.0f} events/s):",
+            "",
+            "| offered/s | % of max | sent/s | p50 ms | p95 ms | p99 ms |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for p in r["curve"]:
+            lines.append(
+                f"| {p['offered_per_s']:,.0f} | {p['offered_per_s'] / r['events_per_s']:.0%} | "
+                f"{p['sent_per_s']:,.0f} | {p['p50_ms']:,.0f} | {p['p95_ms']:,.0f} | {p['p99_ms']:,.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Left: events/s per design and model (log scale), ceilings included. Right: the pipeline's p50 and
+    p99 against offered load, per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (bars, curve) = plt.subplots(1, 2, figsize=(12, 4.5))
+    models = result["models"]
+    designs = ["ort", *NAMES]
+    width = 0.8 / len(designs)
+    for k, design in enumerate(designs):
+        values = []
+        for model in models:
+            if design == "ort":
+                values.append(result["ceilings_events_per_s"].get(model) or 0.0)
+            else:
+                r = _run(result, design, model)
+                values.append(r["events_per_s"] if r else 0.0)
+        label = "ONNX Runtime alone" if design == "ort" else NAMES[design]
+        bars.bar([m + (k - len(designs) / 2 + 0.5) * width for m in range(len(models))], values, width, label=label)
+    bars.set_xticks(range(len(models)), models)
+    bars.set_yscale("log")
+    bars.set_ylabel("events/s (backlog)")
+    bars.set_title("Throughput, one run")
+    bars.legend(fontsize=8)
+    bars.grid(True, axis="y", which="both", alpha=0.3)
+    for r in result["runs"]:
+        if not r.get("curve"):
+            continue
+        x = [100 * p["offered_per_s"] / r["events_per_s"] for p in r["curve"]]
+        curve.plot(x, [p["p99_ms"] for p in r["curve"]], marker="o", label=f"{r['model']} p99")
+        curve.plot(x, [p["p50_ms"] for p in r["curve"]], marker="s", linestyle="--", label=f"{r['model']} p50")
+    curve.set_xlabel("offered load (% of the pipeline's maximum events/s)")
+    curve.set_ylabel("end-to-end latency (ms)")
+    curve.set_yscale("log")
+    curve.set_title("The pipeline's latency against load")
+    curve.grid(True, which="both", alpha=0.3)
+    curve.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,68 @@
+"""`scripts/bench --quick` as a smoke test: it runs end to end on the suite's broker and its JSON has the
+shape the README and the issue promise. Timing is not asserted (the machine is shared and noisy); every
+figure must only be there and positive.
+
+Deselect with ``-m "not slow"`` (it takes one to two minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RATIOS = {"minilm_vs_ort", "tiny_vs_raw_loop", "tiny_vs_faust_per_event", "tiny_vs_quix"}
+DESIGNS = {"pipeline", "raw_loop", "faust_per_event", "quix"}
+
+pytestmark = [pytest.mark.slow, pytest.mark.kafka]
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.timeout(600)
+def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap}
+    done = subprocess.run(
+        [str(REPO / "scripts" / "bench"), "--quick", "--json", str(out), "--out", str(tmp_path / "results")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(out.read_text())
+
+    assert set(result["ratios"]) == RATIOS
+    assert all(_positive(v) for v in result["ratios"].values()), result["ratios"]
+    assert all(_positive(v) for v in result["ceilings_events_per_s"].values())
+    assert {"tiny", "minilm-l6"} <= set(result["ceilings_events_per_s"])
+
+    runs = {(r["design"], r["model"]): r for r in result["runs"]}
+    assert {(d, "tiny") for d in DESIGNS} | {("pipeline", "minilm-l6")} <= set(runs)
+    for (design, model), r in runs.items():
+        assert r["error"] is None, f"{design}/{model}: {r['error']}"
+        assert _positive(r["events_per_s"]) and _positive(r["peak_rss_mb"]), (design, model)
+        lat = r["latency"]
+        assert lat["received"] == lat["events"], (design, model, lat)
+        assert all(_positive(lat[k]) for k in ("p50_ms", "p95_ms", "p99_ms")), (design, model, lat)
+        assert lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]
+
+    curve = runs[("pipeline", "tiny")]["curve"]
+    assert len(curve) == 4
+    maximum = runs[("pipeline", "tiny")]["events_per_s"]
+    assert [round(p["offered_per_s"] / maximum, 2) for p in curve] == [0.25, 0.5, 0.75, 1.0]
+    assert all(_positive(p["p99_ms"]) for p in curve)
+
+    folder = tmp_path / "results"
+    assert (folder / "bench.md").read_text().count("|") > 20
+    assert (folder / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

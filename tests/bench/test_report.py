@@ -1,0 +1,67 @@
+"""The bench's report from a made-up result: ratios are the pipeline's events/s over the other's, missing
+or failed designs give None rather than a number, and the table names every ratio against its target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.bench.report import TARGETS, markdown, plot, ratios
+
+
+def _run(design: str, model: str, eps: float, error: str | None = None) -> dict[str, Any]:
+    point = {"offered_per_s": 100.0, "sent_per_s": 100.0, "events": 100, "received": 100}
+    point |= {"p50_ms": 10.0, "p95_ms": 20.0, "p99_ms": 30.0, "max_ms": 40.0}
+    curve = [dict(point, offered_per_s=eps * f) for f in (0.25, 0.5, 0.75, 1.0)] if design == "pipeline" else []
+    return {
+        "design": design,
+        "model": model,
+        "events": 1000,
+        "events_per_s": eps,
+        "span_s": 1.0,
+        "first_output_s": 1.0,
+        "peak_rss_mb": 300.0,
+        "latency": point,
+        "curve": curve,
+        "error": error,
+    }
+
+
+def _result(**runs: float) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "batch_size": 32,
+        "partitions": 4,
+        "machine": {"cpus": 2, "load_before": [0.1, 0.1, 0.1], "load_after": [1.0, 1.0, 1.0]},
+        "models": ["tiny", "minilm-l6"],
+        "ceilings_events_per_s": {"tiny": 100_000.0, "minilm-l6": 200.0},
+        "runs": [_run("pipeline", "minilm-l6", 190.0)]
+        + [_run(design, "tiny", eps, None if eps > 0 else "boom") for design, eps in runs.items()],
+        "targets": TARGETS,
+    }
+    result["ratios"] = ratios(result)
+    return result
+
+
+def test_ratios_are_pipeline_over_other() -> None:
+    r = _result(pipeline=20_000.0, raw_loop=25_000.0, faust_per_event=4_000.0, quix=10_000.0)["ratios"]
+    assert r == {
+        "minilm_vs_ort": 0.95,
+        "tiny_vs_raw_loop": 0.8,
+        "tiny_vs_faust_per_event": 5.0,
+        "tiny_vs_quix": 2.0,
+    }
+
+
+def test_a_failed_design_gives_no_ratio_and_shows_as_failed() -> None:
+    result = _result(pipeline=20_000.0, raw_loop=25_000.0, faust_per_event=4_000.0, quix=0.0)
+    assert result["ratios"]["tiny_vs_quix"] is None
+    table = markdown(result)
+    assert "| tiny | Quix Streams 3.28 | failed |" in table
+    assert "| tiny_vs_quix | n/a | 1.5 | no |" in table
+    assert "| tiny_vs_raw_loop | 0.80 | 0.7 | yes |" in table
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    result = _result(pipeline=20_000.0, raw_loop=25_000.0, faust_per_event=4_000.0, quix=10_000.0)
+    plot(result, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
