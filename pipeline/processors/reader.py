@@ -256,6 +256,12 @@ class BatchReader(threading.Thread):
                     break
         if lane_busy and not self._bulk_paused:
             consumer.pause(bulk)
+            # Records already fetched for the bulk partitions would still come out of consume(): seek
+            # each to its own position, which drops them from the local queue (they are fetched again on
+            # resume), so the lane's records go first. Order within a partition is unchanged.
+            for tp in consumer.position(bulk):
+                if tp.offset >= 0:
+                    consumer.seek(tp)
             self._bulk_paused = True
             self.stats.lane_pauses += 1
         elif not lane_busy and self._bulk_paused:
