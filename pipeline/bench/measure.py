@@ -27,7 +27,7 @@ from pipeline.bench.reader import Arrival, read_arrivals
 from pipeline.bench.workload import input_producer, requests_for
 from pipeline.config import Settings
 from pipeline.kafka.clients import consumer_config
-from pipeline.ops.collect import read_topic
+from pipeline.ops.collect import Record, read_topic
 from pipeline.serde import Codecs, now_millis
 
 
@@ -40,6 +40,13 @@ class Throughput:
     events: int
     span_s: float  # first output to last output, broker append time
     first_output_s: float  # from the design's start to its first output (start-up, not measured)
+    model_s: float = 0.0  # the model's own time over the run, from the results' batch inference_ms
+
+    @property
+    def model_busy(self) -> float:
+        """The share of the span the model was running: near 1, the design is model-bound and what it
+        lacks against the ceiling is the model's own speed on this machine at that moment."""
+        return self.model_s / self.span_s if self.span_s > 0 else 0.0
 
     @property
     def events_per_s(self) -> float:
@@ -102,10 +109,27 @@ def drain_backlog(
             time.sleep(0.2)
     finally:
         marks.close()
-    stamps = sorted(r.timestamp for r in read_topic(settings, settings.topics.output, expected=n, timeout_s=120))
+    records = read_topic(settings, settings.topics.output, expected=n, timeout_s=120)
+    stamps = sorted(r.timestamp for r in records)
     if len(stamps) < n:
         raise DesignFailed(f"read back {len(stamps)} of {n} outputs")
-    return Throughput(n, (stamps[-1] - stamps[0]) / 1000.0, stamps[0] / 1000.0 - started_at)
+    return Throughput(
+        n, (stamps[-1] - stamps[0]) / 1000.0, stamps[0] / 1000.0 - started_at, _model_s(settings, records)
+    )
+
+
+def _model_s(settings: Settings, records: list[Record]) -> float:
+    """Seconds of model time: each result names its batch's inference time and size, so every batch
+    counts once (by worker, size and time)."""
+    codec = Codecs.from_settings(settings, validate=False).result
+    batches: set[tuple[str, int, float]] = set()
+    for record in records:
+        try:
+            result = codec.decode(record.value)
+        except Exception:  # not a result: nothing to count
+            continue
+        batches.add((result["worker_id"], result["batch_size"], result["timings"]["inference_ms"]))
+    return sum(ms for _, _, ms in batches) / 1000.0
 
 
 class ArrivalReader:

@@ -54,7 +54,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['machine']['load_before']}, after {result['machine']['load_after']}.",
         "Events/s: a pre-loaded backlog, first output to last output (broker append time). Latency: "
         "receive time on the output topic minus `created_at`, at the offered rate shown. RSS: the design's "
-        "process tree, peak. ONNX Runtime alone: the same requests through the pipeline's model runner, "
+        "process tree, peak. Model busy: the share of the events/s span the model was running, summed "
+        "from the results' batch inference times. ONNX Runtime alone: the same requests through the "
+        "pipeline's model runner, "
         "measured right before and right after the pipeline's run (the higher is shown): "
         + "; ".join(
             f"{m} " + ", ".join(f"{v:,.0f}" for v in vs)
@@ -62,27 +64,29 @@ def markdown(result: dict[str, Any]) -> str:
         )
         + ".",
         "",
-        "| model | design | events/s | pipeline ÷ this | offered/s | p50 ms | p95 ms | p99 ms | peak RSS MB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | design | events/s | pipeline ÷ this | model busy | offered/s | p50 ms | p95 ms | p99 ms "
+        "| peak RSS MB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for model in result["models"]:
         pipeline = _run(result, "pipeline", model)
         ceiling = result["ceilings_events_per_s"].get(model)
         if ceiling:
             vs = f"{pipeline['events_per_s'] / ceiling:.2f}" if pipeline else "-"
-            lines.append(f"| {model} | ONNX Runtime alone (batch {batch}) | {ceiling:,.0f} | {vs} | | | | | |")
+            lines.append(f"| {model} | ONNX Runtime alone (batch {batch}) | {ceiling:,.0f} | {vs} | 100% | | | | | |")
         for r in result["runs"]:
             if r["model"] != model:
                 continue
             name = NAMES.get(r["design"], r["design"])
             if r.get("error"):
-                lines.append(f"| {model} | {name} | failed | | | | | | {r['peak_rss_mb']:,.0f} |")
+                lines.append(f"| {model} | {name} | failed | | | | | | | {r['peak_rss_mb']:,.0f} |")
                 continue
             vs = f"{pipeline['events_per_s'] / r['events_per_s']:.2f}" if pipeline and r["events_per_s"] else "-"
             lat = r.get("latency")
             offered = f"{lat['offered_per_s']:,.0f}" if lat else "-"
             lines.append(
-                f"| {model} | {name} | {r['events_per_s']:,.0f} | {vs} | {offered} | {_ms(lat, 'p50_ms')} | "
+                f"| {model} | {name} | {r['events_per_s']:,.0f} | {vs} | {r.get('model_busy', 0.0):.0%} | "
+                f"{offered} | {_ms(lat, 'p50_ms')} | "
                 f"{_ms(lat, 'p95_ms')} | {_ms(lat, 'p99_ms')} | {r['peak_rss_mb']:,.0f} |"
             )
     lines += ["", "| ratio (pipeline events/s over) | value | target | met |", "| --- | ---: | ---: | --- |"]

@@ -24,6 +24,7 @@ class DesignRun:
     events_per_s: float = 0.0
     span_s: float = 0.0
     first_output_s: float = 0.0
+    model_busy: float = 0.0  # share of the span the model was running (see measure.Throughput)
     peak_rss_mb: float = 0.0
     latency: LatencyPoint | None = None  # at the model's common offered rate
     curve: list[LatencyPoint] = field(default_factory=list)  # the pipeline's latency against load
@@ -56,8 +57,11 @@ def run_design(
                 timeout_s = max(180.0, phase.events / 200)
                 tp = drain_backlog(settings, phase.events, proc.alive, started, timeout_s)
                 result.events_per_s, result.span_s = tp.events_per_s, tp.span_s
-                result.first_output_s = tp.first_output_s
-                log(f"{model:9s} {design:16s} {tp.events_per_s:9,.0f} events/s ({phase.events} in {tp.span_s:.2f} s)")
+                result.first_output_s, result.model_busy = tp.first_output_s, tp.model_busy
+                log(
+                    f"{model:9s} {design:16s} {tp.events_per_s:9,.0f} events/s ({phase.events} in {tp.span_s:.2f} s,"
+                    f" model busy {tp.model_busy:.0%})"
+                )
                 reader = ArrivalReader(settings)
                 try:
                     generator = Generator(settings, model)
