@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     model_cache: Path = Field(default_factory=default_model_cache)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int | None = Field(default=None, ge=0)
+    # A model batch whose runs typically take less than this runs on the event loop itself: for a small
+    # model the hop to the model thread and back costs more than the run. 0: always on the model thread.
+    model_inline_max_ms: float = Field(default=1.0, ge=0)
 
     # Hot path
     batch_size: int = Field(default=32, ge=1)

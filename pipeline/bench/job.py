@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from pipeline.config import Settings
 from pipeline.model.outcome import Success
 from pipeline.model.service import ModelService
-from pipeline.serde import Codecs, EventError, build_result
+from pipeline.processors.results import success_result
+from pipeline.serde import Codecs, EventError
 
 
 @dataclass(frozen=True)
@@ -68,28 +67,8 @@ class Job:
             if request is None or not isinstance(outcome, Success):
                 out.append(None)
                 continue
-            result = build_result(
-                request=request,
-                model_name=outcome.model.name,
-                model_version=outcome.model.version,
-                provider=outcome.model.provider,
-                output=_output(outcome),
-                inference_ms=inference_ms,
-                batch_size=len(good),
-                worker_id=self.worker_id,
-                truncated=outcome.truncated,
+            result = success_result(
+                request, outcome, inference_ms=inference_ms, batch_size=len(good), worker_id=self.worker_id
             )
             out.append(self.codecs.result.encode(result))
         return out
-
-
-def _output(outcome: Success) -> dict[str, Any]:
-    """The result's output union, as the inference agent writes it."""
-    if outcome.embedding is not None:
-        return {"embedding": outcome.embedding.astype(np.float32, copy=False).tolist()}
-    return {
-        "tensors": [
-            {"name": name, "dtype": a.dtype.name, "shape": list(a.shape), "data": a.tobytes()}
-            for name, a in outcome.outputs.items()
-        ]
-    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,7 @@ class ModelService:
         intra_op_threads: int | None = None,
         fp16: bool = False,
         preload: bool = True,
+        inline_max_ms: float = 0.0,
     ) -> None:
         self.registry = registry
         self.cache = cache
@@ -48,6 +50,8 @@ class ModelService:
         self._lock = threading.Lock()
         # One batch at a time: concurrent runs would only share the same cores or GPU stream.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-service")
+        self._inline_max_s = inline_max_ms / 1000.0
+        self._typical_s = float("inf")  # moving average of a batch's run time; unknown until one ran
         if preload:
             self.runner(default_model)
 
@@ -60,6 +64,7 @@ class ModelService:
             device=settings.device,
             intra_op_threads=settings.intra_op_threads,
             preload=preload,
+            inline_max_ms=settings.model_inline_max_ms,
         )
 
     def runner(self, name: str | None = None) -> ModelRunner:
@@ -99,9 +104,33 @@ class ModelService:
         return [o for o in outcomes if o is not None]
 
     async def run_batch_async(self, items: Sequence[tuple[str | None, RawInput]]) -> list[Outcome]:
-        """``run_batch`` off the event loop (ONNX Runtime releases the GIL while it computes)."""
+        """``run_batch`` off the event loop (ONNX Runtime releases the GIL while it computes), or on it when
+        this service's batches typically take less than ``inline_max_ms``: then the hop to the model
+        thread and back (two thread switches, a future, a loop wake-up) costs more than the run itself.
+        A slow batch moves the average up, so the next ones go back to the model thread."""
+        if self._typical_s < self._inline_max_s:
+            return self._timed_run(list(items))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.run_batch, list(items))
+        return await loop.run_in_executor(self._executor, self._timed_run, list(items))
+
+    @property
+    def typical_batch_s(self) -> float:
+        """Moving average of a batch's run time (inf until one ran)."""
+        return self._typical_s
+
+    @property
+    def runs_inline(self) -> bool:
+        """Whether the next batch runs on the caller's thread (see ``run_batch_async``)."""
+        return self._typical_s < self._inline_max_s
+
+    def _timed_run(self, items: list[tuple[str | None, RawInput]]) -> list[Outcome]:
+        started = time.perf_counter()
+        try:
+            return self.run_batch(items)
+        finally:
+            took = time.perf_counter() - started
+            typical = self._typical_s
+            self._typical_s = took if typical == float("inf") else typical + 0.2 * (took - typical)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

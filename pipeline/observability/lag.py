@@ -20,10 +20,15 @@ log = logging.getLogger("pipeline.lag")
 
 
 def group_lag(
-    settings: Settings, group: str, topics: Sequence[str], timeout_s: float = 5.0
+    settings: Settings, group: str, topics: Sequence[str], timeout_s: float = 5.0, consumer: Consumer | None = None
 ) -> dict[tuple[str, int], int]:
-    """(topic, partition) -> lag for ``group`` (a partition never committed counts from its low watermark)."""
-    consumer = Consumer(consumer_config(settings, group))  # committed() needs the group; it never subscribes
+    """(topic, partition) -> lag for ``group`` (a partition never committed counts from its low watermark).
+
+    ``consumer``: one of ``group`` to ask with (it is left open); else one is made and closed here.
+    """
+    own = consumer is None
+    if consumer is None:
+        consumer = Consumer(consumer_config(settings, group))  # committed() needs the group; it never subscribes
     try:
         md = consumer.list_topics(timeout=timeout_s)
         tps = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
@@ -35,10 +40,17 @@ def group_lag(
             lag[(tp.topic, tp.partition)] = max(0, high - start)
         return lag
     finally:
-        consumer.close()
+        if own:
+            consumer.close()
 
 
 class LagMonitor(threading.Thread):
+    """Every ``interval_s``, the lag of each group, as the ``pipeline_consumer_lag`` gauge.
+
+    One consumer per group for the monitor's life: making and closing one per round cost the worker a
+    stall of tens of milliseconds each time (closing a client holds the GIL while its threads stop).
+    """
+
     def __init__(self, settings: Settings, groups: dict[str, Sequence[str]], interval_s: float = 5.0) -> None:
         super().__init__(name="lag-monitor", daemon=True)
         self.settings = settings
@@ -51,17 +63,25 @@ class LagMonitor(threading.Thread):
         return sum(sum(v.values()) for v in self.latest.values())
 
     def run(self) -> None:
-        while not self._stop_event.is_set():
-            for group, topics in self.groups.items():
-                try:
-                    lag = group_lag(self.settings, group, topics)
-                except KafkaException as exc:
-                    log.debug("lag of %s unavailable: %s", group, exc)
-                    continue
-                self.latest[group] = lag
-                for (topic, partition), value in lag.items():
-                    CONSUMER_LAG.labels(group, topic, str(partition)).set(value)
-            self._stop_event.wait(self.interval_s)
+        consumers: dict[str, Consumer] = {}
+        try:
+            while not self._stop_event.is_set():
+                for group, topics in self.groups.items():
+                    try:
+                        consumer = consumers.get(group)
+                        if consumer is None:
+                            consumer = consumers[group] = Consumer(consumer_config(self.settings, group))
+                        lag = group_lag(self.settings, group, topics, consumer=consumer)
+                    except KafkaException as exc:
+                        log.debug("lag of %s unavailable: %s", group, exc)
+                        continue
+                    self.latest[group] = lag
+                    for (topic, partition), value in lag.items():
+                        CONSUMER_LAG.labels(group, topic, str(partition)).set(value)
+                self._stop_event.wait(self.interval_s)
+        finally:
+            for consumer in consumers.values():
+                consumer.close()
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -97,34 +97,51 @@ def plan_range(starts: dict[int, int], ends: dict[int, int], marks: dict[int, tu
 def read_range(
     consumer: Consumer, topic: str, plan: list[PartitionRange], idle_timeout_s: float = 30.0
 ) -> Iterator[Message]:
-    """Every record in the planned ranges, in order per partition. A partition is done at its end offset,
-    or at end of partition past it (transaction markers occupy offsets no consumer ever sees)."""
+    """Every record in the planned ranges, in order per partition (see ``read_range_batches``)."""
+    for batch in read_range_batches(consumer, topic, plan, idle_timeout_s=idle_timeout_s):
+        yield from batch
+
+
+def read_range_batches(
+    consumer: Consumer, topic: str, plan: list[PartitionRange], size: int = 500, idle_timeout_s: float = 30.0
+) -> Iterator[list[Message]]:
+    """The records of the planned ranges in batches of up to ``size``, in order per partition. A partition
+    is done at its end offset, or at end of partition past it (transaction markers occupy offsets no
+    consumer ever sees); a done partition is paused, since the topic may keep growing past the range."""
     pending = {r.partition: r for r in plan if r.size > 0}
     if not pending:
         return
     consumer.assign([TopicPartition(topic, r.partition, r.start) for r in pending.values()])
+    assigned = set(pending)
     last = time.monotonic()
     while pending:
-        batch = consumer.consume(500, timeout=0.5)
-        if batch:
+        msgs = consumer.consume(size, timeout=0.5)
+        if msgs:
             last = time.monotonic()
         elif time.monotonic() - last > idle_timeout_s:
             raise CommandError(f"{topic}: no records for {idle_timeout_s:g}s before the end offsets captured")
-        for msg in batch:
+        batch: list[Message] = []
+        for msg in msgs:
             p = msg.partition()
             r = pending.get(p)
             if r is None:
                 continue
             err = msg.error()
             if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF and msg.offset() >= r.end:
-                    pending.pop(p)
-                elif err.code() != KafkaError._PARTITION_EOF:
+                if err.code() != KafkaError._PARTITION_EOF:
                     raise CommandError(f"reading {topic}[{p}]: {err.str()}")
+                if msg.offset() >= r.end:
+                    pending.pop(p)
                 continue
             if msg.offset() >= r.end:
                 pending.pop(p)
                 continue
-            yield msg
+            batch.append(msg)
             if msg.offset() >= r.end - 1:
                 pending.pop(p)
+        finished = [p for p in assigned if p not in pending]
+        if finished:
+            consumer.pause([TopicPartition(topic, p) for p in finished])
+            assigned -= set(finished)
+        if batch:
+            yield batch

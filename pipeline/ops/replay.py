@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from pipeline.cli.common import CommandError
 from pipeline.config import Settings
@@ -29,6 +29,7 @@ from pipeline.ops.ranges import (
     offsets_for_time,
     plan_range,
     probe_consumer,
+    read_range_batches,
     require_topic,
     resolve,
     watermarks,
@@ -139,7 +140,7 @@ def run_replay(
     if dry_run:
         consumer = probe_consumer(settings, **{"enable.partition.eof": True})
         try:
-            for batch in _batches(consumer, plan.source, todo):
+            for batch in read_range_batches(consumer, plan.source, list(todo.values()), 1000):
                 for msg in batch:
                     if _keeps(flt, msg, codecs):
                         report.copied += 1
@@ -175,7 +176,7 @@ def run_replay(
         in_txn = 0
         txn_started = time.monotonic()
         producer.begin_transaction()
-        for batch in _batches(consumer, plan.source, todo, _batch_size(rate)):
+        for batch in read_range_batches(consumer, plan.source, list(todo.values()), _batch_size(rate)):
             for msg in batch:
                 p, offset = msg.partition(), msg.offset()
                 positions[p] = offset + 1
@@ -240,49 +241,6 @@ def _batch_size(rate: float | None) -> int:
     """A tenth of a second's worth at ``rate``: pacing is per batch, so a low rate must not mean a burst
     of a thousand records (nor one transaction outliving its timeout)."""
     return 1000 if not rate else max(1, min(1000, int(rate / 10)))
-
-
-def _batches(
-    consumer: Consumer, topic: str, todo: dict[int, PartitionRange], size: int = 1000, idle_s: float = 30.0
-) -> Iterator[list[Message]]:
-    """Batches of in-range records, in order per partition, until every partition reaches its end."""
-    pending = dict(todo)
-    if not pending:
-        return
-    consumer.assign([TopicPartition(topic, r.partition, r.start) for r in pending.values()])
-    assigned = set(pending)
-    last = time.monotonic()
-    while pending:
-        msgs = consumer.consume(size, timeout=0.5)
-        if msgs:
-            last = time.monotonic()
-        elif time.monotonic() - last > idle_s:
-            raise CommandError(f"{topic}: no records for {idle_s:g}s before the end of the replay's range")
-        batch: list[Message] = []
-        for msg in msgs:
-            p = msg.partition()
-            r = pending.get(p)
-            if r is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    raise CommandError(f"reading {topic}[{p}]: {err.str()}")
-                if msg.offset() >= r.end:
-                    pending.pop(p)
-                continue
-            if msg.offset() >= r.end:
-                pending.pop(p)
-                continue
-            batch.append(msg)
-            if msg.offset() >= r.end - 1:
-                pending.pop(p)
-        finished = [p for p in assigned if p not in pending]
-        if finished:  # stop fetching what is done: the source may keep growing past the range
-            consumer.pause([TopicPartition(topic, p) for p in finished])
-            assigned -= set(finished)
-        if batch:
-            yield batch
 
 
 def _produce(producer: Producer, plan: ReplayPlan, msg: Message, partition: int | None) -> None:

@@ -50,6 +50,7 @@ class RoleSpec:
     stage: Stage
     tracker: OffsetTracker
     priority_topics: Sequence[str] = ()
+    item_size: Callable[[], int] | None = None  # the stage's wish for the reader's N (None: the policy's)
 
 
 @dataclass
@@ -214,6 +215,7 @@ def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path:
             spec.tracker,
             deliver,
             priority_topics=spec.priority_topics,
+            size_hint=spec.item_size,
             on_fatal=hot_path.mark_fatal,
             drain_timeout_s=settings.drain_timeout_s,
         )

@@ -23,9 +23,9 @@ class BatchPolicy:
         if self.max_events < 1 or self.max_wait_ms < 0:
             raise ValueError("a batch needs max_events >= 1 and max_wait_ms >= 0")
 
-    def remaining_s(self, first_at: float | None, size: int, now: float) -> float:
-        """Seconds left before the open batch must close (0: close now)."""
-        if size >= self.max_events:
+    def remaining_s(self, first_at: float | None, size: int, now: float, max_events: int | None = None) -> float:
+        """Seconds left before the open batch must close (0: close now); ``max_events`` overrides N."""
+        if size >= (max_events or self.max_events):
             return 0.0
         if first_at is None:
             return self.max_wait_ms / 1000.0 if self.max_wait_ms else 0.1

@@ -8,12 +8,10 @@ model failures are retried with backoff before they are dead-lettered.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from confluent_kafka import Message
 
 from pipeline.model.outcome import Failure, Outcome, Success
@@ -26,13 +24,13 @@ from pipeline.observability.metrics import (
     STAGE_SECONDS,
 )
 from pipeline.processors.batch import Batch
-from pipeline.processors.events import EventCodecs, Rejected
+from pipeline.processors.events import EventCodecs
 from pipeline.processors.hooks import HookFailed, HookRegistry
 from pipeline.processors.offsets import OffsetTracker
+from pipeline.processors.results import success_result
 from pipeline.processors.retry import RetryPolicy
 from pipeline.processors.routing import Failed, FailureRouter, trace_headers
 from pipeline.processors.writer import OutputWriter
-from pipeline.serde import build_result
 
 
 @dataclass
@@ -55,6 +53,9 @@ class InferenceStage:
     hooks: HookRegistry = field(default_factory=HookRegistry)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     role: str = "inference"
+    batch_size: int = 32  # events per model run; an item from the reader may hold several model batches
+    item_budget_s: float = 0.02
+    max_item_batches: int = 16
     _results: dict[str, int] = field(default_factory=dict)  # per-batch counts, flushed to the metric
 
     async def process(self, batch: Batch) -> None:
@@ -63,10 +64,8 @@ class InferenceStage:
         started_batch = time.perf_counter()
         items: list[_Item] = []
         for msg in batch.messages:
-            try:
-                request = self.codecs.decode_request(msg.value())
-            except Rejected as rej:
-                self.router.route(msg, rej.as_failed(), ticket, batch_id)
+            request = self.router.decode_or_route(self.codecs, msg, ticket, batch_id)
+            if request is None:
                 continue
             model = (request.get("model") or {}).get("name") or self.models.default_model
             if self.hooks.pre_process:
@@ -78,7 +77,20 @@ class InferenceStage:
             items.append(_Item(msg, request, model))
         STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started_batch)
 
-        pending = items
+        size = self.batch_size
+        for start in range(0, len(items), size):
+            if start:
+                await asyncio.sleep(0)  # let the other agent and the hand-offs in between model batches
+            await self._run(items[start : start + size], ticket, batch_id)
+        self.tracker.seal(ticket)
+        for model, n in self._results.items():
+            RESULTS.labels(model).inc(n)
+        self._results.clear()
+        BATCH_SECONDS.labels(self.role).observe(time.perf_counter() - started_batch)
+
+    async def _run(self, chunk: list[_Item], ticket: Any, batch_id: str) -> None:
+        """One model batch, with its retries, and every event's result or error."""
+        pending = chunk
         while pending:
             started = time.time()
             outcomes = await self.models.run_batch_async([(i.model, i.request["payload"]) for i in pending])
@@ -97,11 +109,17 @@ class InferenceStage:
                 RETRIES.labels("model").inc(len(retry))
                 await asyncio.sleep(self.retry.delay_s(max(i.attempts for i in retry)))
             pending = retry
-        self.tracker.seal(ticket)
-        for model, n in self._results.items():
-            RESULTS.labels(model).inc(n)
-        self._results.clear()
-        BATCH_SECONDS.labels(self.role).observe(time.perf_counter() - started_batch)
+
+    def item_size(self) -> int:
+        """How many events the reader should hand over at once: as many model batches as typically run
+        within ``item_budget_s`` (at least one, at most ``max_item_batches``). A small, fast model then
+        gets items of hundreds of events (one hand-off, one ticket, one commit for many model batches); a
+        slow one gets one model batch per item, so the priority lane never waits behind a long item."""
+        typical = self.models.typical_batch_s
+        if not typical > 0 or typical == float("inf"):
+            return self.batch_size
+        batches = int(self.item_budget_s / typical)
+        return self.batch_size * max(1, min(batches, self.max_item_batches))
 
     def _emit(
         self,
@@ -137,17 +155,13 @@ class InferenceStage:
         assert isinstance(outcome, Success)
         ts_type, ts = msg.timestamp()
         queued_ms = max(0.0, started * 1000.0 - ts) if ts_type and ts > 0 else 0.0
-        result = build_result(
-            request=request,
-            model_name=outcome.model.name,
-            model_version=outcome.model.version,
-            provider=outcome.model.provider,
-            output=_output(outcome),
+        result = success_result(
+            request,
+            outcome,
             queued_ms=queued_ms,
             inference_ms=inference_ms,
             batch_size=batch_size,
             worker_id=self.worker_id,
-            truncated=outcome.truncated,
         )
         if self.hooks.post_process:
             try:
@@ -170,28 +184,3 @@ def _hook_failure(exc: HookFailed, request: dict[str, Any], model: str) -> Faile
         event_id=request.get("event_id"),
         model=model,
     )
-
-
-_DTYPE_NAMES: dict[np.dtype[Any], str] = {}
-
-
-def _output(outcome: Success) -> dict[str, Any]:
-    """The result's output union: an embedding, or named tensors (little-endian bytes, numpy dtype names)."""
-    if outcome.embedding is not None:
-        return {"embedding": outcome.embedding.astype(np.float32, copy=False).tolist()}
-    tensors = []
-    for name, array in outcome.outputs.items():
-        dtype = array.dtype
-        dtype_name = _DTYPE_NAMES.get(dtype)
-        if dtype_name is None:
-            dtype_name = _DTYPE_NAMES.setdefault(dtype, dtype.name)
-        data = (
-            array.tobytes()
-            if dtype.byteorder in ("<", "=", "|") and _LITTLE
-            else array.astype(dtype.newbyteorder("<")).tobytes()
-        )
-        tensors.append({"name": name, "dtype": dtype_name, "shape": list(array.shape), "data": data})
-    return {"tensors": tensors}
-
-
-_LITTLE = sys.byteorder == "little"

@@ -8,12 +8,13 @@ which the reader rewinds.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
 from pipeline.observability.metrics import BATCH_SECONDS
 from pipeline.processors.batch import Batch
-from pipeline.processors.events import EventCodecs, Rejected
+from pipeline.processors.events import EventCodecs
 from pipeline.processors.offsets import OffsetTracker
 from pipeline.processors.routing import Failed, FailureRouter
 from pipeline.processors.writer import OutputWriter
@@ -30,16 +31,19 @@ class InputStage:
     known_models: frozenset[str]
     default_model: str
     role: str = "input"
+    # Events between two yields to the event loop: a long batch must not keep the inference agent (and
+    # the readers' hand-offs) waiting; the inference batch size keeps both agents in step.
+    yield_every: int = 32
 
     async def process(self, batch: Batch) -> None:
         ticket = batch.ticket
         batch_id = f"input-{ticket.id}"
         started = time.perf_counter()
-        for msg in batch.messages:
-            try:
-                request = self.codecs.decode_request(msg.value())
-            except Rejected as rej:
-                self.router.route(msg, rej.as_failed(), ticket, batch_id)
+        for n, msg in enumerate(batch.messages):
+            if n and n % self.yield_every == 0:
+                await asyncio.sleep(0)
+            request = self.router.decode_or_route(self.codecs, msg, ticket, batch_id)
+            if request is None:
                 continue
             event_id = request["event_id"]
             model = (request.get("model") or {}).get("name") or self.default_model

@@ -17,6 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 TP = tuple[str, int]
 
@@ -32,6 +33,7 @@ class Ticket:
     failed: bool = False
     live: bool = True
     error: BaseException | None = field(default=None, repr=False)
+    delivery: Any = field(default=None, repr=False)  # the writer's delivery callback for this batch
 
     @property
     def done(self) -> bool:

@@ -54,6 +54,7 @@ class BatchReader(threading.Thread):
         deliver: Deliver,
         *,
         priority_topics: Sequence[str] = (),
+        size_hint: Callable[[], int] | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
         drain_timeout_s: float = 8.0,
         max_rewinds: int = 5,
@@ -64,6 +65,8 @@ class BatchReader(threading.Thread):
         self._topics = list(topics)
         self._priority = set(priority_topics)
         self._policy = policy
+        # The agent's wish for N, asked before each poll (the inference agent sizes items by model speed).
+        self._size_hint = size_hint
         self._tracker = tracker
         self._deliver = deliver
         self._on_fatal = on_fatal
@@ -80,6 +83,8 @@ class BatchReader(threading.Thread):
         self.ready = threading.Event()  # set once partitions are assigned
         self.error: BaseException | None = None
         self._consumer: Consumer | None = None
+        self._lanes_of: set[TP] | None = None
+        self._lanes_cache: tuple[list[TP], list[TP]] = ([], [])
 
     # -- control from other threads ------------------------------------------------------------
 
@@ -119,17 +124,18 @@ class BatchReader(threading.Thread):
         while not self._stop_event.is_set():
             self._commit_and_rewind(consumer)
             now = time.monotonic()
-            wait = self._policy.remaining_s(self._first_at, len(self._pending), now)
+            limit = max(1, self._size_hint()) if self._size_hint is not None else self._policy.max_events
+            wait = self._policy.remaining_s(self._first_at, len(self._pending), now, limit)
             if self._pending and wait <= 0:
                 self._hand_off()
                 continue
-            want = self._policy.max_events - len(self._pending)
+            want = limit - len(self._pending)
             called_at = time.monotonic()
             messages = consumer.consume(num_messages=max(1, want), timeout=min(wait, 0.2) if wait else 0.2)
             self._take(messages, called_at)
             if self._priority:
                 self._steer_lane(consumer, messages)
-            if len(self._pending) >= self._policy.max_events:
+            if len(self._pending) >= limit:
                 self._hand_off()
 
     def _take(self, messages: list[Message], called_at: float) -> None:
@@ -240,33 +246,50 @@ class BatchReader(threading.Thread):
     # -- the priority lane ---------------------------------------------------------------------
 
     def _steer_lane(self, consumer: Consumer, messages: list[Message]) -> None:
-        """Pause bulk partitions while the lane has records; order within a partition is untouched."""
-        assignment = consumer.assignment()
-        lane = [tp for tp in assignment if tp.topic in self._priority]
-        bulk = [tp for tp in assignment if tp.topic not in self._priority]
+        """Pause bulk partitions while the lane has records; order within a partition is untouched.
+
+        Cheap on the common path: the assignment is the one the rebalance callbacks track (no client call
+        per poll), a lane record in this poll marks the lane busy, and positions and watermarks are only
+        asked for while the bulk is paused (to learn when the lane is drained).
+        """
+        if not self._priority:
+            return
+        lane, bulk = self._lanes()
         if not lane or not bulk:
             return
-        lane_busy = any(m.error() is None and m.topic() in self._priority for m in messages)
-        if not lane_busy:
-            for tp, pos in zip(lane, consumer.position(lane), strict=True):
+        priority = self._priority
+        lane_busy = any(m.topic() in priority and m.error() is None for m in messages)
+        if not lane_busy and self._bulk_paused:
+            lane_tps = [TopicPartition(t, p) for t, p in lane]
+            for tp, pos in zip(lane_tps, consumer.position(lane_tps), strict=True):
                 _low, high = consumer.get_watermark_offsets(tp, cached=True)
                 position = pos.offset
                 if high >= 0 and position not in (OFFSET_INVALID,) and position >= 0 and high > position:
                     lane_busy = True
                     break
         if lane_busy and not self._bulk_paused:
-            consumer.pause(bulk)
+            bulk_tps = [TopicPartition(t, p) for t, p in bulk]
+            consumer.pause(bulk_tps)
             # Records already fetched for the bulk partitions would still come out of consume(): seek
             # each to its own position, which drops them from the local queue (they are fetched again on
             # resume), so the lane's records go first. Order within a partition is unchanged.
-            for tp in consumer.position(bulk):
+            for tp in consumer.position(bulk_tps):
                 if tp.offset >= 0:
                     consumer.seek(tp)
             self._bulk_paused = True
             self.stats.lane_pauses += 1
         elif not lane_busy and self._bulk_paused:
-            consumer.resume(bulk)
+            consumer.resume([TopicPartition(t, p) for t, p in bulk])
             self._bulk_paused = False
+
+    def _lanes(self) -> tuple[list[TP], list[TP]]:
+        """The assigned lane and bulk partitions, recomputed only when the assignment changed."""
+        assigned = self.stats.assigned
+        if self._lanes_of is None or self._lanes_of != assigned:
+            lane = sorted(tp for tp in assigned if tp[0] in self._priority)
+            bulk = sorted(tp for tp in assigned if tp[0] not in self._priority)
+            self._lanes_of, self._lanes_cache = set(assigned), (lane, bulk)
+        return self._lanes_cache
 
     # -- rebalances ----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from confluent_kafka import Message
 
 from pipeline.observability.metrics import EVENTS_DEAD_LETTERED, EVENTS_FAILED
 from pipeline.processors.deadletter import DeadLetterContext, dead_letter_headers, describe_exception
-from pipeline.processors.events import EventCodecs
+from pipeline.processors.events import EventCodecs, Rejected
 from pipeline.processors.hooks import HookRegistry
 from pipeline.processors.offsets import Ticket
 from pipeline.processors.writer import OutputWriter
@@ -51,6 +51,16 @@ class FailureRouter:
     dead_letter_topic: str
     group: str
     hooks: HookRegistry | None = None
+
+    def decode_or_route(
+        self, codecs: EventCodecs, msg: Message, ticket: Ticket, batch_id: str
+    ) -> dict[str, Any] | None:
+        """The record's request, or None once a record that cannot be one is routed (both agents start so)."""
+        try:
+            return codecs.decode_request(msg.value())
+        except Rejected as rej:
+            self.route(msg, rej.as_failed(), ticket, batch_id)
+            return None
 
     def route(self, msg: Message, failed: Failed, ticket: Ticket, batch_id: str) -> None:
         error_event: dict[str, Any] = build_error(

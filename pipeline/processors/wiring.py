@@ -55,6 +55,7 @@ def build_roles(settings: Settings, roles: tuple[str, ...], hot_path: HotPath) -
             settings.topics.inference_priority,
             frozenset(registry.names()),
             settings.model,
+            yield_every=settings.batch_size,
         )
         specs.append(RoleSpec("input", [settings.topics.input], stage, input_tracker))
     if "inference" in roles:
@@ -76,6 +77,9 @@ def build_roles(settings: Settings, roles: tuple[str, ...], hot_path: HotPath) -
             worker_label(settings),
             hooks=hooks,
             retry=retry,
+            batch_size=settings.batch_size,
+            item_budget_s=settings.batch_max_wait_ms / 1000.0,
+            max_item_batches=max(1, settings.input_batch_size // settings.batch_size),
         )
         specs.append(
             RoleSpec(
@@ -84,6 +88,7 @@ def build_roles(settings: Settings, roles: tuple[str, ...], hot_path: HotPath) -
                 inference,
                 inference_tracker,
                 priority_topics=[settings.topics.inference_priority],
+                item_size=inference.item_size,
             )
         )
     return specs

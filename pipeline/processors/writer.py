@@ -14,12 +14,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from pipeline.observability.metrics import RETRIES, observe_produced
+from pipeline.observability.metrics import EVENTS_PRODUCED, RETRIES, observe_produced
 from pipeline.processors.offsets import Ticket
 from pipeline.processors.retry import RetryPolicy
 
@@ -41,12 +41,10 @@ class _Out:
     timestamp: int | None
     ticket: Ticket | None
     attempts: int = 0
-    on_delivered: Callable[[], None] | None = None
 
 
 @dataclass
 class WriterStats:
-    produced: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     lost: int = 0
 
@@ -61,6 +59,42 @@ _TRANSIENT = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError._TRANSPORT,
 }
+
+
+class _TicketDelivery:
+    """The delivery callback of every first attempt written for one ticket.
+
+    One callable per ticket rather than a closure and a record object per message: a delivery is then one
+    call, a counter and a settle. A failed delivery rebuilds its record from the report's message (topic,
+    value, key, headers, timestamp) and goes the retry way, which is rare and may be slower.
+    """
+
+    __slots__ = ("_ticket", "_writer")
+
+    def __init__(self, writer: OutputWriter, ticket: Ticket | None) -> None:
+        self._writer = writer
+        self._ticket = ticket
+
+    def __call__(self, err: KafkaError | None, msg: Any) -> None:
+        writer = self._writer
+        if err is None:
+            topic = msg.topic()
+            counts = writer._delivered
+            counts[topic] = counts.get(topic, 0) + 1
+            if self._ticket is not None:
+                self._ticket.tracker.settle(self._ticket, ok=True)
+            return
+        ts_type, ts = msg.timestamp()
+        out = _Out(
+            msg.topic(),
+            msg.value(),
+            msg.key(),
+            msg.headers(),
+            ts if ts_type and ts > 0 else None,
+            self._ticket,
+            attempts=1,
+        )
+        writer._on_failed(out, err)
 
 
 class OutputWriter:
@@ -79,7 +113,11 @@ class OutputWriter:
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="writer-poll", daemon=True)
         self.stats = WriterStats()
-        self.observer: Callable[[str, bool], None] | None = observe_produced  # (topic, ok) per delivery
+        self.observer: Callable[[str, bool], None] | None = observe_produced  # (topic, ok) per failure
+        # Acknowledged records per topic, cumulative: written by delivery callbacks, published in bulk.
+        self._delivered: dict[str, int] = {}
+        self._published: dict[str, int] = {}
+        self._untracked = _TicketDelivery(self, None)
         self._poller.start()
 
     def send(
@@ -90,13 +128,34 @@ class OutputWriter:
         headers: Headers | None = None,
         timestamp: int | None = None,
         ticket: Ticket | None = None,
-        on_delivered: Callable[[], None] | None = None,
     ) -> None:
         """Queue one record; ``ticket`` gains a pending output settled by its delivery report."""
-        out = _Out(topic, value, key, headers, timestamp, ticket, on_delivered=on_delivered)
         if ticket is not None:
             ticket.tracker.add_pending(ticket)
-        self._produce(out)
+            report = ticket.delivery
+            if report is None:
+                report = ticket.delivery = _TicketDelivery(self, ticket)
+        else:
+            report = self._untracked
+        produce = self._producer.produce
+        while True:
+            try:
+                if headers:
+                    if timestamp is not None:
+                        produce(topic, value, key, on_delivery=report, headers=headers, timestamp=timestamp)
+                    else:
+                        produce(topic, value, key, on_delivery=report, headers=headers)
+                elif timestamp is not None:
+                    produce(topic, value, key, on_delivery=report, timestamp=timestamp)
+                else:
+                    produce(topic, value, key, on_delivery=report)
+                return
+            except BufferError:
+                # The local queue is full: the poller drains it; this is the backpressure.
+                time.sleep(0.005)
+            except KafkaException as exc:
+                self._give_up(_Out(topic, value, key, headers, timestamp, ticket, attempts=1), exc)
+                return
 
     def _produce(self, out: _Out) -> None:
         out.attempts += 1
@@ -117,33 +176,34 @@ class OutputWriter:
                 return
 
     def _report(self, out: _Out) -> Callable[[KafkaError | None, Any], None]:
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+        """The callback of a retried record: it knows its own attempt count."""
+
+        def on_delivery(err: KafkaError | None, msg: Any) -> None:
             if err is None:
-                self.stats.produced[out.topic] = self.stats.produced.get(out.topic, 0) + 1
-                if self.observer is not None:
-                    self.observer(out.topic, True)
-                if out.on_delivered is not None:
-                    out.on_delivered()
+                self._delivered[out.topic] = self._delivered.get(out.topic, 0) + 1
                 if out.ticket is not None:
                     out.ticket.tracker.settle(out.ticket, ok=True)
                 return
-            if err.fatal():
-                self._give_up(out, KafkaException(err))
-                if self._on_fatal is not None:
-                    self._on_fatal(KafkaException(err))
-                return
-            transient = err.retriable() or err.code() in _TRANSIENT
-            if transient and self._retry.should_retry(out.attempts):
-                self.stats.retries += 1
-                RETRIES.labels("produce").inc()
-                delay = self._retry.delay_s(out.attempts)
-                log.warning("produce to %s failed (%s); retry %d in %.2f s", out.topic, err.str(), out.attempts, delay)
-                with self._due_lock:
-                    heapq.heappush(self._due, (time.monotonic() + delay, next(self._seq), out))
-                return
-            self._give_up(out, KafkaException(err))
+            self._on_failed(out, err)
 
         return on_delivery
+
+    def _on_failed(self, out: _Out, err: KafkaError) -> None:
+        if err.fatal():
+            self._give_up(out, KafkaException(err))
+            if self._on_fatal is not None:
+                self._on_fatal(KafkaException(err))
+            return
+        transient = err.retriable() or err.code() in _TRANSIENT
+        if transient and self._retry.should_retry(out.attempts):
+            self.stats.retries += 1
+            RETRIES.labels("produce").inc()
+            delay = self._retry.delay_s(out.attempts)
+            log.warning("produce to %s failed (%s); retry %d in %.2f s", out.topic, err.str(), out.attempts, delay)
+            with self._due_lock:
+                heapq.heappush(self._due, (time.monotonic() + delay, next(self._seq), out))
+            return
+        self._give_up(out, KafkaException(err))
 
     def _give_up(self, out: _Out, exc: BaseException) -> None:
         self.stats.lost += 1
@@ -153,10 +213,27 @@ class OutputWriter:
         if out.ticket is not None:
             out.ticket.tracker.settle(out.ticket, ok=False, error=OutputLost(f"{out.topic}: {exc}"))
 
+    @property
+    def produced(self) -> dict[str, int]:
+        """Acknowledged records per topic since the start."""
+        return dict(self._delivered)
+
+    def publish_counts(self) -> None:
+        """Move the acknowledged counts to the metrics (deltas since the last call)."""
+        for topic, total in list(self._delivered.items()):
+            delta = total - self._published.get(topic, 0)
+            if delta > 0:
+                self._published[topic] = total
+                EVENTS_PRODUCED.labels(topic).inc(delta)
+
     def _poll_loop(self) -> None:
+        next_publish = 0.0
         while not self._stop.is_set():
             self._producer.poll(0.05)
             now = time.monotonic()
+            if now >= next_publish:
+                self.publish_counts()
+                next_publish = now + 0.25
             ready: list[_Out] = []
             with self._due_lock:
                 while self._due and self._due[0][0] <= now:
@@ -180,4 +257,5 @@ class OutputWriter:
         left = self.flush(timeout_s)
         self._stop.set()
         self._poller.join(timeout=2)
+        self.publish_counts()
         return left

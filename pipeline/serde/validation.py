@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -61,7 +62,7 @@ def check_tensor(tensor: Mapping[str, Any], *, event_id: str | None = None) -> n
             event_id=event_id,
         )
     shape = tensor.get("shape")
-    if not isinstance(shape, list | tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list | tuple) or not all(d.__class__ is int and d >= 0 for d in shape):
         raise ValidationError(
             ErrorCode.BAD_SHAPE, f"tensor {name!r}: shape {shape!r} must be non-negative ints", event_id=event_id
         )
@@ -75,6 +76,24 @@ def check_tensor(tensor: Mapping[str, Any], *, event_id: str | None = None) -> n
             event_id=event_id,
         )
     return dtype
+
+
+# Up to this many bytes, a float tensor is checked element by element in Python: for a handful of numbers
+# that is several times faster than numpy's per-call overhead (frombuffer, isfinite, all).
+_SMALL_TENSOR_BYTES = 256
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_STRUCT_CODES = {"float32": "f", "float64": "d"}
+
+
+def has_nan_bytes(data: bytes, dtype: np.dtype[Any], *, include_inf: bool = True) -> bool:
+    """``has_nan`` of little-endian tensor bytes, without making an array when the tensor is small."""
+    code = _STRUCT_CODES.get(dtype.name)
+    if code is not None and _LITTLE_ENDIAN and len(data) <= _SMALL_TENSOR_BYTES:
+        values = memoryview(data).cast("f") if code == "f" else memoryview(data).cast("d")
+        if include_inf:
+            return not all(map(math.isfinite, values))
+        return any(map(math.isnan, values))
+    return has_nan(np.frombuffer(data, dtype=dtype), include_inf=include_inf)
 
 
 def has_nan(array: np.ndarray, *, include_inf: bool = True) -> bool:
@@ -95,7 +114,7 @@ def check_tensors(tensors: Any, *, check_nan: bool = True, event_id: str | None 
             raise ValidationError(ErrorCode.BAD_SHAPE, f"tensor {name!r} given twice", event_id=event_id)
         seen.add(name)
         dtype = check_tensor(tensor, event_id=event_id)
-        if check_nan and dtype.kind == "f" and has_nan(np.frombuffer(tensor["data"], dtype=dtype)):
+        if check_nan and dtype.kind == "f" and has_nan_bytes(tensor["data"], dtype):
             raise ValidationError(ErrorCode.NAN_TENSOR, f"tensor {name!r} holds NaN or infinity", event_id=event_id)
 
 

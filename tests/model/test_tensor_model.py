@@ -172,3 +172,49 @@ def test_the_joined_bytes_fast_path_equals_the_per_event_path(tiny_runner: Model
     wire[5] = {"tensors": [encode_tensor("x", np.full(8, np.nan, np.float32))]}
     mixed = tiny_runner.run_batch(wire)  # a NaN anywhere: the per-event path isolates it
     assert [i for i, o in enumerate(mixed) if not o.ok] == [5]
+
+
+def test_fast_batches_run_inline_and_a_slow_one_moves_them_back_to_the_model_thread(
+    registry: Registry, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    service = ModelService(registry, tmp_path, default_model="tiny", device="cpu", inline_max_ms=5.0)
+    threads: list[str] = []
+    real = service.run_batch
+
+    def spy(items: object, delay_s: float = 0.0) -> list[object]:
+        threads.append(threading.current_thread().name)
+        time.sleep(delay_s)
+        return real(items)  # type: ignore[arg-type]
+
+    async def run(delay_s: float = 0.0) -> None:
+        service.run_batch = lambda items: spy(items, delay_s)  # type: ignore[method-assign]
+        outcomes = await service.run_batch_async([(None, x_of(1.0))])
+        assert isinstance(outcomes[0], Success)
+
+    async def scenario() -> None:
+        me = threading.current_thread().name
+        await run()  # unknown speed: the model thread
+        assert threads[-1] != me and service.runs_inline
+        await run()  # fast: on the loop's own thread
+        assert threads[-1] == me
+        await run(delay_s=0.05)  # a slow batch, still inline, moves the average past the limit
+        assert not service.runs_inline
+        await run()
+        assert threads[-1] != me
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.close()
+
+
+def test_inline_runs_are_off_by_default(registry: Registry, tmp_path: Path) -> None:
+    service = ModelService(registry, tmp_path, default_model="tiny", device="cpu")
+    try:
+        asyncio.run(service.run_batch_async([(None, x_of(1.0))]))
+        assert service.typical_batch_s < 1.0 and not service.runs_inline
+    finally:
+        service.close()

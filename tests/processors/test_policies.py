@@ -26,6 +26,33 @@ def test_batch_closes_at_size_or_deadline() -> None:
     assert policy.remaining_s(10.0, 4, 10.0) == 0.0
     with pytest.raises(ValueError):
         BatchPolicy(0, 10)
+    # the agent's size hint overrides N
+    assert policy.remaining_s(10.0, 4, 10.0, max_events=8) == pytest.approx(0.05)
+    assert policy.remaining_s(10.0, 8, 10.0, max_events=8) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("typical_s", "expected"),
+    [
+        (float("inf"), 32),  # nothing ran yet: one model batch per item
+        (0.5, 32),  # a slow model: one model batch per item, the priority lane never waits long
+        (0.004, 32 * 5),  # five batches fit in the 20 ms budget
+        (0.0001, 32 * 15),  # a tiny model: capped at the input batch size (500 // 32 batches)
+    ],
+)
+def test_inference_items_hold_as_many_model_batches_as_fit_in_the_budget(typical_s: float, expected: int) -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from pipeline.processors.inference_stage import InferenceStage
+
+    none: Any = None
+    models: Any = SimpleNamespace(typical_batch_s=typical_s)
+    stage = InferenceStage(
+        none, models, none, none, none, "out", "w",
+        batch_size=32, item_budget_s=0.02, max_item_batches=500 // 32,
+    )  # fmt: skip
+    assert stage.item_size() == expected
 
 
 def test_retry_backoff_grows_exponentially_and_is_capped() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.serde import ErrorCode, ValidationError, build_request, has_nan, validate_request
 from pipeline.serde.tensors import array_to_tensor, payload_arrays, tensor_payload, tensor_to_array
+from pipeline.serde.validation import WIRE_DTYPES, has_nan_bytes
 
 
 def _tensor_request(**tensor: Any) -> dict[str, Any]:
@@ -77,6 +78,20 @@ def test_has_nan() -> None:
     assert has_nan(np.array([1.0, -np.inf], dtype=np.float16))
     assert not has_nan(np.array([1.0, -np.inf]), include_inf=False)
     assert not has_nan(np.array([1, 2], dtype=np.int32))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("size", [0, 1, 8, 31, 32, 33, 200])  # on both sides of the small-tensor path
+@pytest.mark.parametrize("bad", [None, "nan", "inf", "-inf"])
+def test_has_nan_bytes_agrees_with_numpy(dtype: str, size: int, bad: str | None) -> None:
+    values = np.linspace(-3, 3, size).astype(dtype)
+    if bad is not None and size:
+        values[size // 2] = float(bad)
+    data = values.astype(np.dtype(dtype).newbyteorder("<")).tobytes()
+    for include_inf in (True, False):
+        expected = has_nan(values, include_inf=include_inf)
+        assert has_nan_bytes(data, WIRE_DTYPES[dtype], include_inf=include_inf) is expected
+    assert has_nan_bytes(data, WIRE_DTYPES[dtype]) is (bad is not None and size > 0)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int64", "uint8", "bool", "float64"])
