@@ -152,27 +152,42 @@ def build_app(settings: Settings, roles: list[RoleSpec], hot_path: HotPath, data
 
     for spec in roles:
         channel = app.channel(maxsize=2)
-        _install_agent(app, channel, spec.stage, hot_path)
-        _install_reader_task(app, channel, spec, hot_path)
+        flow = _Flow()
+        _install_agent(app, channel, spec.stage, hot_path, flow)
+        _install_reader_task(app, channel, spec, hot_path, flow)
     return app
 
 
-def _install_agent(app: faust.App, channel: Any, stage: Stage, hot_path: HotPath) -> None:
+class _Flow:
+    """Batches handed to a role's agent and batches it finished. Each count has one writer (the reader
+    thread, the event loop), so reading both from the reader thread needs no lock."""
+
+    def __init__(self) -> None:
+        self.handed = 0
+        self.finished = 0
+
+    def idle(self) -> bool:
+        return self.finished >= self.handed
+
+
+def _install_agent(app: faust.App, channel: Any, stage: Stage, hot_path: HotPath, flow: _Flow) -> None:
     async def agent(stream: Any) -> None:
         async for batch in stream:
-            if not batch.ticket.live:
-                continue  # its partitions were revoked or rewound before it started
             try:
+                if not batch.ticket.live:
+                    continue  # its partitions were revoked or rewound before it started
                 await stage.process(batch)
             except Exception as exc:  # never let a crashing agent skip its batch: rewind it instead
                 log.exception("%s agent: batch %d raised; it will be rewound", stage.role, batch.ticket.id)
                 batch.ticket.tracker.fail(batch.ticket, exc)
+            finally:
+                flow.finished += 1
 
     agent.__name__ = f"{stage.role}_agent"
     app.agent(channel, name=f"{stage.role}_agent")(agent)
 
 
-def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path: HotPath) -> None:
+def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path: HotPath, flow: _Flow) -> None:
     settings = hot_path.settings
 
     async def start_reader() -> None:
@@ -182,6 +197,7 @@ def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path:
 
         def deliver(batch: Batch) -> bool:
             """Blocks while the channel is full: that is the backpressure that bounds memory."""
+            flow.handed += 1  # before the send: the agent may finish it before the send returns here
             try:
                 future = asyncio.run_coroutine_threadsafe(channel.send(value=batch), loop)
             except RuntimeError:  # the loop is closed
@@ -216,6 +232,7 @@ def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path:
             deliver,
             priority_topics=spec.priority_topics,
             size_hint=spec.item_size,
+            agent_idle=flow.idle,
             on_fatal=hot_path.mark_fatal,
             drain_timeout_s=settings.drain_timeout_s,
         )

@@ -61,10 +61,10 @@ class OffsetTracker:
         with self._lock:
             ticket.pending += n
 
-    def settle(self, ticket: Ticket, ok: bool = True, error: BaseException | None = None) -> None:
-        """One pending output is acknowledged (ok) or lost for good (not ok: the batch fails)."""
+    def settle(self, ticket: Ticket, ok: bool = True, error: BaseException | None = None, n: int = 1) -> None:
+        """``n`` pending outputs are acknowledged (ok) or one is lost for good (not ok: the batch fails)."""
         with self._lock:
-            ticket.pending -= 1
+            ticket.pending -= n
             if not ok:
                 self._fail_locked(ticket, error)
             self._advance_locked(ticket)

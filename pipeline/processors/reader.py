@@ -26,6 +26,9 @@ from pipeline.processors.offsets import TP, OffsetTracker
 
 log = logging.getLogger("pipeline.reader")
 
+# How often an open batch looks again whether the agent turned idle.
+_IDLE_CHECK_S = 0.002
+
 Deliver = Callable[[Batch], bool]  # blocks until the agent's channel took the batch; False when stopping
 
 
@@ -55,6 +58,7 @@ class BatchReader(threading.Thread):
         *,
         priority_topics: Sequence[str] = (),
         size_hint: Callable[[], int] | None = None,
+        agent_idle: Callable[[], bool] | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
         drain_timeout_s: float = 8.0,
         max_rewinds: int = 5,
@@ -67,6 +71,9 @@ class BatchReader(threading.Thread):
         self._policy = policy
         # The agent's wish for N, asked before each poll (the inference agent sizes items by model speed).
         self._size_hint = size_hint
+        # Whether the agent has nothing queued or in hand: then an open batch goes over at once rather
+        # than after W (batching is for when the agent is busy; an idle one only adds latency waiting).
+        self._agent_idle = agent_idle
         self._tracker = tracker
         self._deliver = deliver
         self._on_fatal = on_fatal
@@ -121,17 +128,27 @@ class BatchReader(threading.Thread):
                 log.warning("%s reader: closing the consumer failed: %s", self.role, exc)
 
     def _loop(self, consumer: Consumer) -> None:
+        idle = self._agent_idle
         while not self._stop_event.is_set():
             self._commit_and_rewind(consumer)
             now = time.monotonic()
             limit = max(1, self._size_hint()) if self._size_hint is not None else self._policy.max_events
             wait = self._policy.remaining_s(self._first_at, len(self._pending), now, limit)
-            if self._pending and wait <= 0:
+            if self._pending and (wait <= 0 or (idle is not None and idle())):
                 self._hand_off()
                 continue
             want = limit - len(self._pending)
             called_at = time.monotonic()
-            messages = consumer.consume(num_messages=max(1, want), timeout=min(wait, 0.2) if wait else 0.2)
+            if idle is not None and not self._pending:
+                # Nothing open: return with the first record, then take whatever else is already fetched.
+                first = consumer.poll(min(wait, 0.2) if wait else 0.2)
+                messages = [] if first is None else [first, *consumer.consume(max(1, want - 1), timeout=0)]
+            else:
+                # Short slices while the agent is busy, so that its turning idle is seen soon.
+                timeout = min(wait, 0.2) if wait else 0.2
+                if idle is not None:
+                    timeout = min(timeout, _IDLE_CHECK_S)
+                messages = consumer.consume(num_messages=max(1, want), timeout=timeout)
             self._take(messages, called_at)
             if self._priority:
                 self._steer_lane(consumer, messages)

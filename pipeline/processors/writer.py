@@ -65,15 +65,20 @@ class _TicketDelivery:
     """The delivery callback of every first attempt written for one ticket.
 
     One callable per ticket rather than a closure and a record object per message: a delivery is then one
-    call, a counter and a settle. A failed delivery rebuilds its record from the report's message (topic,
+    call and two counters; the ticket is settled once per poll for all its acknowledged records (one lock
+    instead of one per record). A failed delivery rebuilds its record from the report's message (topic,
     value, key, headers, timestamp) and goes the retry way, which is rare and may be slower.
+
+    Delivery reports are served by one thread at a time (the writer's poll thread, or the caller of
+    ``close`` once that thread has stopped), so the counters need no lock.
     """
 
-    __slots__ = ("_ticket", "_writer")
+    __slots__ = ("_ticket", "_writer", "acked")
 
     def __init__(self, writer: OutputWriter, ticket: Ticket | None) -> None:
         self._writer = writer
         self._ticket = ticket
+        self.acked = 0  # acknowledged since the last settle
 
     def __call__(self, err: KafkaError | None, msg: Any) -> None:
         writer = self._writer
@@ -82,7 +87,9 @@ class _TicketDelivery:
             counts = writer._delivered
             counts[topic] = counts.get(topic, 0) + 1
             if self._ticket is not None:
-                self._ticket.tracker.settle(self._ticket, ok=True)
+                if not self.acked:
+                    writer._acked.append(self)
+                self.acked += 1
             return
         ts_type, ts = msg.timestamp()
         out = _Out(
@@ -118,6 +125,7 @@ class OutputWriter:
         self._delivered: dict[str, int] = {}
         self._published: dict[str, int] = {}
         self._untracked = _TicketDelivery(self, None)
+        self._acked: list[_TicketDelivery] = []  # tickets with acknowledged records not yet settled
         self._poller.start()
 
     def send(
@@ -229,33 +237,45 @@ class OutputWriter:
     def _poll_loop(self) -> None:
         next_publish = 0.0
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            self._serve(0.05)
             now = time.monotonic()
             if now >= next_publish:
                 self.publish_counts()
                 next_publish = now + 0.25
-            ready: list[_Out] = []
-            with self._due_lock:
-                while self._due and self._due[0][0] <= now:
-                    ready.append(heapq.heappop(self._due)[2])
-            for out in ready:
-                self._produce(out)
+
+    def _serve(self, timeout_s: float) -> None:
+        """Serve delivery reports, settle what they acknowledged, send the retries that are due."""
+        self._producer.poll(timeout_s)
+        self._settle_acked()
+        now = time.monotonic()
+        ready: list[_Out] = []
+        with self._due_lock:
+            while self._due and self._due[0][0] <= now:
+                ready.append(heapq.heappop(self._due)[2])
+        for out in ready:
+            self._produce(out)
+
+    def _settle_acked(self) -> None:
+        acked, self._acked = self._acked, []
+        for report in acked:
+            n, report.acked = report.acked, 0
+            ticket = report._ticket
+            if ticket is not None and n:
+                ticket.tracker.settle(ticket, ok=True, n=n)
 
     def pending(self) -> int:
         with self._due_lock:
             waiting = len(self._due)
         return len(self._producer) + waiting
 
-    def flush(self, timeout_s: float = 10.0) -> int:
-        """Wait for outstanding deliveries (retries included); returns how many are still pending."""
-        deadline = time.monotonic() + timeout_s
-        while self.pending() and time.monotonic() < deadline:
-            self._producer.flush(min(0.1, max(0.0, deadline - time.monotonic())))
-        return self.pending()
-
     def close(self, timeout_s: float = 10.0) -> int:
-        left = self.flush(timeout_s)
+        """Stop the poll thread, then wait here for outstanding deliveries (retries included); returns how
+        many are still pending (their inputs stay uncommitted)."""
         self._stop.set()
         self._poller.join(timeout=2)
+        deadline = time.monotonic() + timeout_s
+        while self.pending() and time.monotonic() < deadline:
+            self._serve(min(0.1, max(0.0, deadline - time.monotonic())))
+        self._settle_acked()
         self.publish_counts()
-        return left
+        return self.pending()
