@@ -29,6 +29,10 @@ class Ticket:
     ranges: dict[TP, tuple[int, int]]
     tracker: OffsetTracker = field(repr=False)
     pending: int = 0
+    # Outputs written and not yet counted in ``pending``: the agent counts them here without the lock
+    # (only its thread writes them) and ``seal`` adds them. Deliveries may settle first; ``pending`` is
+    # then below zero until the seal, and a ticket is never done before it is sealed.
+    sent: int = 0
     sealed: bool = False
     failed: bool = False
     live: bool = True
@@ -72,6 +76,8 @@ class OffsetTracker:
     def seal(self, ticket: Ticket) -> None:
         """The agent has written every output the batch will have."""
         with self._lock:
+            ticket.pending += ticket.sent
+            ticket.sent = 0
             ticket.sealed = True
             self._advance_locked(ticket)
 

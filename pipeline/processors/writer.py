@@ -28,6 +28,10 @@ log = logging.getLogger("pipeline.writer")
 Headers = list[tuple[str, bytes]]
 
 
+# How often the writer's thread serves delivery reports (they settle tickets; only commits wait for them).
+_POLL_EVERY_S = 0.005
+
+
 class OutputLost(Exception):
     """A record could not be written within the retry policy."""
 
@@ -137,9 +141,10 @@ class OutputWriter:
         timestamp: int | None = None,
         ticket: Ticket | None = None,
     ) -> None:
-        """Queue one record; ``ticket`` gains a pending output settled by its delivery report."""
+        """Queue one record; ``ticket`` gains a pending output settled by its delivery report. Call it from
+        the thread that will seal the ticket (it counts the output there, see ``Ticket.sent``)."""
         if ticket is not None:
-            ticket.tracker.add_pending(ticket)
+            ticket.sent += 1
             report = ticket.delivery
             if report is None:
                 report = ticket.delivery = _TicketDelivery(self, ticket)
@@ -235,9 +240,11 @@ class OutputWriter:
                 EVENTS_PRODUCED.labels(topic).inc(delta)
 
     def _poll_loop(self) -> None:
+        """Serve delivery reports every few milliseconds, all at once: a poll that woke for each report
+        would take the GIL from the event loop hundreds of times a second for a callback or two each."""
         next_publish = 0.0
-        while not self._stop.is_set():
-            self._serve(0.05)
+        while not self._stop.wait(_POLL_EVERY_S):
+            self._serve(0.0)
             now = time.monotonic()
             if now >= next_publish:
                 self.publish_counts()
