@@ -82,14 +82,14 @@ def check_tensor(tensor: Mapping[str, Any], *, event_id: str | None = None) -> n
 # that is several times faster than numpy's per-call overhead (frombuffer, isfinite, all).
 _SMALL_TENSOR_BYTES = 256
 _LITTLE_ENDIAN = sys.byteorder == "little"
-_STRUCT_CODES = {"float32": "f", "float64": "d"}
 
 
 def has_nan_bytes(data: bytes, dtype: np.dtype[Any], *, include_inf: bool = True) -> bool:
     """``has_nan`` of little-endian tensor bytes, without making an array when the tensor is small."""
-    code = _STRUCT_CODES.get(dtype.name)
-    if code is not None and _LITTLE_ENDIAN and len(data) <= _SMALL_TENSOR_BYTES:
-        values = memoryview(data).cast("f") if code == "f" else memoryview(data).cast("d")
+    # kind and itemsize, not name: numpy computes dtype.name in Python on every access
+    size = dtype.itemsize
+    if dtype.kind == "f" and size in (4, 8) and _LITTLE_ENDIAN and len(data) <= _SMALL_TENSOR_BYTES:
+        values = memoryview(data).cast("f") if size == 4 else memoryview(data).cast("d")
         if include_inf:
             return not all(map(math.isfinite, values))
         return any(map(math.isnan, values))
