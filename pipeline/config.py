@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(default=8.0, gt=0)
     retry_max_attempts: int = Field(default=5, ge=1)
     retry_base_delay_ms: int = Field(default=100, ge=0)
+    # Young-generation threshold of Python's cyclic garbage collector in a worker (0: Python's own, 700).
+    # Python's default runs a collection every few hundred allocations and full ones that walk the whole
+    # heap; see pipeline/processors/gc_tuning.py.
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
 
     # Hooks: dotted paths ("package.module:function"), called per event and timed.
     hooks_pre: list[str] = Field(default_factory=list)

