@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     # Python's default runs a collection every few hundred allocations and full ones that walk the whole
     # heap; see pipeline/processors/gc_tuning.py.
     gc_gen0_threshold: int = Field(default=50_000, ge=0)
+    # Run the input and inference roles as processes of their own under one supervisor ("auto": when the
+    # worker runs both roles and may use 2 or more CPUs); see pipeline/processors/layout.py.
+    process_per_role: Literal["auto", "on", "off"] = "auto"
 
     # Hooks: dotted paths ("package.module:function"), called per event and timed.
     hooks_pre: list[str] = Field(default_factory=list)

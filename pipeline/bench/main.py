@@ -31,6 +31,7 @@ from pipeline.bench.run import DesignRun, Phase, run_design
 from pipeline.bench.workload import PARTITIONS
 from pipeline.config import Settings
 from pipeline.ops.local_worker import REPO
+from pipeline.processors.layout import ROLES, available_cpus, process_groups
 
 KAFKA_LOCAL = REPO / "infra" / "kafka" / "kafka-local"
 BENCH_STATE = REPO / "infra" / "kafka" / ".local" / "bench-state"
@@ -123,6 +124,8 @@ def run(
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()],
         },
+        # the worker's default layout here (the designs run with the environment's PIPELINE_ settings removed)
+        "pipeline_processes": ["+".join(group) for group in process_groups(ROLES, "auto", available_cpus())],
         "ceilings_events_per_s": {model: max(values) for model, values in samples.items()},
         "ceiling_samples_events_per_s": samples,
         "runs": [r.as_dict() for r in runs],

@@ -46,13 +46,23 @@ def _ms(point: dict[str, Any] | None, key: str) -> str:
     return f"{point[key]:,.0f}" if point else "-"
 
 
+def _layout(result: dict[str, Any]) -> str:
+    groups = result.get("pipeline_processes") or []
+    if len(groups) > 1:
+        return (
+            f"The pipeline runs with its defaults: here that is {len(groups)} processes ({', '.join(groups)}) "
+            "under a supervisor, one per role; every other design is one process. "
+        )
+    return "The pipeline runs with its defaults (one process here); so does every other design. "
+
+
 def markdown(result: dict[str, Any]) -> str:
     batch = result["batch_size"]
     lines = [
         f"One broker and every design on {result['machine']['cpus']} cores; batch size {batch}; "
         f"{result['partitions']} partitions; load average before the run "
         f"{result['machine']['load_before']}, after {result['machine']['load_after']}.",
-        "Events/s: a pre-loaded backlog, first output to last output (broker append time). Latency: "
+        _layout(result) + "Events/s: a pre-loaded backlog, first output to last output (broker append time). Latency: "
         "receive time on the output topic minus `created_at`, at the offered rate shown. RSS: the design's "
         "process tree, peak. Model busy: the share of the events/s span the model was running, summed "
         "from the results' batch inference times. ONNX Runtime alone: the same requests through the "

@@ -12,6 +12,12 @@ from pipeline.kafka.admin import connect_admin
 from pipeline.logs import configure_logging, settings_secrets
 
 
+class ProcessLayout(StrEnum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 class Role(StrEnum):
     input = "input"
     inference = "inference"
@@ -32,12 +38,18 @@ def worker(
     metrics_port: int | None = typer.Option(
         None, min=0, max=65535, help="Port for /metrics, /healthz and /readyz (0: off; config: metrics_port)."
     ),
+    process_per_role: ProcessLayout | None = typer.Option(
+        None,
+        help="Each role in a process of its own (auto: with 2 or more CPUs; config: process_per_role).",
+    ),
     status: bool | None = typer.Option(
         None, "--status/--no-status", help="A live status line on stderr (default: when stderr is a terminal)."
     ),
 ) -> None:
     """Run the pipeline's agents in the foreground until SIGTERM or Ctrl-C."""
     from pipeline.processors.app import run_worker
+    from pipeline.processors.layout import available_cpus, process_groups
+    from pipeline.processors.supervisor import run_supervised
     from pipeline.processors.wiring import build_roles
 
     settings = settings_from(
@@ -48,20 +60,27 @@ def worker(
         model=model,
         log_level=log_level,
         metrics_port=metrics_port,
+        process_per_role=process_per_role.value if process_per_role else None,
     )
     configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
     connect_admin(settings)  # a clear line now rather than a Faust traceback later
     roles = ("input", "inference") if role is Role.all else (role.value,)
+    groups = process_groups(roles, settings.process_per_role, available_cpus())
     err_console.print(
         f"worker role={role.value} broker={settings.bootstrap_servers} model={settings.model} "
-        f"batch={settings.batch_size}/{settings.batch_max_wait_ms}ms id={settings.worker_id or '-'}",
+        f"batch={settings.batch_size}/{settings.batch_max_wait_ms}ms id={settings.worker_id or '-'} "
+        f"processes={' '.join('+'.join(group) for group in groups)}",
         highlight=False,
     )
+    loglevel = _faust_level(settings.log_level)
+    status_line = sys.stderr.isatty() if status is None else status
+    if len(groups) > 1:
+        raise typer.Exit(run_supervised(settings, groups, loglevel, status_line))
     code = run_worker(
         settings,
         lambda hot_path: build_roles(settings, roles, hot_path),
-        loglevel=_faust_level(settings.log_level),
-        status_line=sys.stderr.isatty() if status is None else status,
+        loglevel=loglevel,
+        status_line=status_line,
     )
     raise typer.Exit(code)
 

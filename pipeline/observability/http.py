@@ -18,17 +18,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.observability.metrics import READY, REGISTRY
 
 ReadinessProbe = Callable[[], dict[str, bool]]
+MetricsSource = Callable[[], bytes]
+
+
+def own_metrics() -> bytes:
+    return generate_latest(REGISTRY)
 
 
 class HealthServer:
-    def __init__(self, port: int, readiness: ReadinessProbe, host: str = "0.0.0.0") -> None:
+    """``metrics`` and ``readiness`` are this process's own unless a supervisor passes its merged views."""
+
+    def __init__(
+        self, port: int, readiness: ReadinessProbe, host: str = "0.0.0.0", metrics: MetricsSource = own_metrics
+    ) -> None:
         probe = readiness
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # the http.server API names it
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+                    self._send(200, metrics(), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     self._send(200, b'{"status": "alive"}\n', "application/json")
                 elif path == "/readyz":

@@ -1,11 +1,14 @@
 """The worker's Prometheus metrics: the seed's processing time, queue length (consumer lag) and callback
 (hook) time, plus the counters an operator needs to see a pipeline without reading code.
 
-One registry per process (a worker is one process). Labels stay low in cardinality: roles, stages, error
-codes, topic names, partitions and model names, never event ids.
+One registry per process; a worker that runs its roles as processes of their own merges them on scrape
+(``aggregate.py``). Labels stay low in cardinality: roles, stages, error codes, topic names, partitions
+and model names, never event ids.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -98,16 +101,24 @@ CONSUMER_LAG = Gauge(
     ["group", "topic", "partition"],
     registry=REGISTRY,
 )
+# Registered by ``publish_model`` once a model is loaded: a process without one (the input role on its own)
+# shows no unlabelled info sample.
 MODEL = Info(
     "pipeline_model",
     "The model served and the ONNX Runtime execution provider actually in use.",
-    registry=REGISTRY,
+    registry=None,
 )
 READY = Gauge(
     "pipeline_ready",
     "1 when the worker is connected, has partitions assigned and its model is warmed up.",
     registry=REGISTRY,
 )
+
+
+def publish_model(name: str, version: str, provider: str) -> None:
+    MODEL.info({"model": name, "version": version, "provider": provider})
+    with contextlib.suppress(ValueError):  # registered already
+        REGISTRY.register(MODEL)
 
 
 def observe_hook(kind: str, name: str, seconds: float) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import faust
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from pipeline.config import Settings
 from pipeline.kafka.clients import consumer_config, producer_config
@@ -152,11 +153,39 @@ def build_app(settings: Settings, roles: list[RoleSpec], hot_path: HotPath, data
             pass
 
     for spec in roles:
-        channel = app.channel(maxsize=2)
+        channel = BatchChannel(app, maxsize=2)
         flow = _Flow()
         _install_agent(app, channel, spec.stage, hot_path, flow)
         _install_reader_task(app, channel, spec, hot_path, flow)
     return app
+
+
+class BatchChannel(faust.Channel):
+    """The hand-off channel of a role: an ``app.channel()`` that Faust's own rebalances cannot empty.
+
+    Faust treats a channel's items as its own consumer's events. When the Faust app's group rebalances (a
+    worker, or a role process, joining or leaving) it clears every agent's channel queue, and its stream
+    skips any event sent under an earlier consumer generation or while its flow is suspended: both fine
+    for records its consumer would fetch again, but our items are batches read by our own consumers,
+    whose tickets stay open until processed. A batch lost that way was never committed past, so its
+    partitions stalled until the next restart. So a batch goes onto the queue as a plain value (``put``,
+    not ``send``: the stream yields it with no generation check) and the queue has flow control of its own,
+    which Faust never suspends or clears; the bounded queue is still the backpressure.
+    """
+
+    @property
+    def queue(self) -> Any:
+        if self._queue is None:
+            self._queue = ThrowableQueue(
+                maxsize=self.maxsize or 0,
+                flow_control=FlowControlEvent(initially_suspended=False),
+                clear_on_resume=False,
+            )
+        return self._queue
+
+    async def hand_over(self, batch: Batch) -> None:
+        """Give the batch to the agent iterating this channel; waits while its queue is full."""
+        await self.put(batch)  # type: ignore[arg-type]
 
 
 class _Flow:
@@ -188,7 +217,7 @@ def _install_agent(app: faust.App, channel: Any, stage: Stage, hot_path: HotPath
     app.agent(channel, name=f"{stage.role}_agent")(agent)
 
 
-def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path: HotPath, flow: _Flow) -> None:
+def _install_reader_task(app: faust.App, channel: BatchChannel, spec: RoleSpec, hot_path: HotPath, flow: _Flow) -> None:
     settings = hot_path.settings
 
     async def start_reader() -> None:
@@ -200,7 +229,7 @@ def _install_reader_task(app: faust.App, channel: Any, spec: RoleSpec, hot_path:
             """Blocks while the channel is full: that is the backpressure that bounds memory."""
             flow.handed += 1  # before the send: the agent may finish it before the send returns here
             try:
-                future = asyncio.run_coroutine_threadsafe(channel.send(value=batch), loop)
+                future = asyncio.run_coroutine_threadsafe(channel.hand_over(batch), loop)
             except RuntimeError:  # the loop is closed
                 return False
             while True:
@@ -270,15 +299,27 @@ class PipelineWorker(faust.Worker):
         self.loop.call_soon_threadsafe(self._schedule_shutdown, signal.SIGTERM)
 
 
+@dataclass(frozen=True)
+class HealthBinding:
+    """Where a worker process serves /metrics, /healthz and /readyz. A supervised process binds a free
+    loopback port and reports it (``on_bound``) to its supervisor, which answers on the configured one."""
+
+    port: int
+    host: str = "0.0.0.0"
+    on_bound: Callable[[int], None] | None = None
+
+
 def run_worker(
     settings: Settings,
     make_roles: Callable[[HotPath], list[RoleSpec]],
     loglevel: str = "warn",
     status_line: bool = False,
+    health: HealthBinding | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (exit 0 after a clean drain) or a fatal hot-path error (exit 2).
 
     The health server starts first, so /readyz says "not ready" while the model loads and warms up.
+    ``health`` defaults to ``metrics_port`` on all interfaces (none when it is 0).
     """
     from pipeline.observability.http import HealthServer
     from pipeline.observability.lag import LagMonitor
@@ -286,9 +327,14 @@ def run_worker(
 
     set_young_threshold(settings.gc_gen0_threshold)
     hot_path = new_hot_path(settings)
-    server = HealthServer(settings.metrics_port, hot_path.readiness).start() if settings.metrics_port else None
-    if server is not None:
-        log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", server.port)
+    if health is None and settings.metrics_port:
+        health = HealthBinding(settings.metrics_port)
+    server = HealthServer(health.port, hot_path.readiness, host=health.host).start() if health else None
+    if server is not None and health is not None:
+        if health.on_bound is not None:
+            health.on_bound(server.port)
+        else:
+            log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", server.port)
     hot_path.roles = make_roles(hot_path)
     hot_path.roles_built = True
     app = build_app(settings, hot_path.roles, hot_path)

@@ -9,7 +9,7 @@ import socket
 from pipeline.config import Settings
 from pipeline.model.registry import load_registry
 from pipeline.model.service import ModelService
-from pipeline.observability.metrics import MODEL, observe_hook
+from pipeline.observability.metrics import observe_hook, publish_model
 from pipeline.processors.app import HotPath, RoleSpec
 from pipeline.processors.events import EventCodecs
 from pipeline.processors.hooks import HookRegistry
@@ -61,7 +61,7 @@ def build_roles(settings: Settings, roles: tuple[str, ...], hot_path: HotPath) -
     if "inference" in roles:
         models = ModelService.from_settings(settings)  # loads and warms up the default model
         runner = models.runner()
-        MODEL.info({"model": runner.info.name, "version": runner.info.version, "provider": runner.provider})
+        publish_model(runner.info.name, runner.info.version, runner.provider)
         hot_path.provider = runner.provider
         retry = RetryPolicy(
             max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_ms / 1000.0

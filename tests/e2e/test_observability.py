@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.config import Settings
@@ -52,7 +53,8 @@ def _sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: st
     )
 
 
-def test_metrics_count_what_flowed_and_readiness_follows_warm_up(e2e_settings: Settings) -> None:
+@pytest.mark.parametrize("layout", ["on", "off"])  # one process per role (merged on scrape), or one process
+def test_metrics_count_what_flowed_and_readiness_follows_warm_up(e2e_settings: Settings, layout: str) -> None:
     settings = e2e_settings
     port = _free_port()
     good = list(tiny_requests(200, seed=4))
@@ -62,7 +64,7 @@ def test_metrics_count_what_flowed_and_readiness_follows_warm_up(e2e_settings: S
     trace = ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     records = [(r["event_id"].encode(), codec.encode(r), [trace]) for r in good]
     records += [*bad, (None, codec.encode(unknown), [trace])]
-    with WorkerProcess(settings, "--model", "tiny", "--metrics-port", str(port)):
+    with WorkerProcess(settings, "--model", "tiny", "--metrics-port", str(port), "--process-per-role", layout):
         seen_not_ready = False
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

@@ -237,11 +237,13 @@ def test_priority_events_overtake_a_bulk_backlog(e2e_settings: Settings) -> None
     assert bulk_after >= len(bulk) // 2
 
 
-def test_sigterm_finishes_the_batch_in_flight_commits_and_exits_within_10s(e2e_settings: Settings) -> None:
+@pytest.mark.parametrize("layout", ["on", "off"])
+def test_sigterm_finishes_the_batch_in_flight_commits_and_exits_within_10s(e2e_settings: Settings, layout: str) -> None:
     settings = e2e_settings
     n = 3000
     produce_requests(settings, tiny_requests(n, seed=11))
-    with WorkerProcess(settings, "--model", "tiny", "--batch-size", "100", "--worker-id", "sigterm") as worker:
+    args = ("--model", "tiny", "--batch-size", "100", "--worker-id", "sigterm", "--process-per-role", layout)
+    with WorkerProcess(settings, *args) as worker:
         worker.wait_assigned()
         _watch_until(settings, settings.topics.output, n, timeout_s=120)
         started = time.monotonic()
