@@ -32,13 +32,14 @@ LABELS = {
 QUIX_PYTHON = REPO / ".venv-quix" / "bin" / "python"
 
 
-def command(design: str, settings: Settings, model: str, batch: int) -> list[str]:
-    """The command line that runs ``design`` on ``settings``' input and output topics."""
+def command(design: str, settings: Settings, model: str, batch: int, layout: str = "auto") -> list[str]:
+    """The command line that runs ``design`` on ``settings``' input and output topics; ``layout`` is the
+    pipeline's ``--process-per-role`` (its default: auto)."""
     t = settings.topics
     if design == "pipeline":
         return [
             sys.executable, "-m", "pipeline.cli.main", "worker", "--model", model,
-            "--batch-size", str(batch), "--no-status",
+            "--batch-size", str(batch), "--no-status", "--process-per-role", layout,
         ]  # fmt: skip
     common = ["--bootstrap", settings.bootstrap_servers, "--input", t.input, "--output", t.output]
     common += ["--group", f"{settings.group}.{design}", "--model", model, "--batch", str(batch)]

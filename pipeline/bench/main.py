@@ -31,7 +31,7 @@ from pipeline.bench.run import DesignRun, Phase, run_design
 from pipeline.bench.workload import PARTITIONS
 from pipeline.config import Settings
 from pipeline.ops.local_worker import REPO
-from pipeline.processors.layout import ROLES, available_cpus, process_groups
+from pipeline.processors.layout import ROLES, ProcessPerRole, available_cpus, process_groups
 
 KAFKA_LOCAL = REPO / "infra" / "kafka" / "kafka-local"
 BENCH_STATE = REPO / "infra" / "kafka" / ".local" / "bench-state"
@@ -79,6 +79,7 @@ def run(
     log: Callable[[str], None],
     models: list[str] | None = None,
     only: list[str] | None = None,
+    layout: ProcessPerRole = "auto",
 ) -> dict[str, Any]:
     """The whole run; ``models`` and ``only`` (designs) narrow it, for looking at one design at a time."""
     plan = {m: p for m, p in PLANS["quick" if quick else "full"].items() if not models or m in models}
@@ -105,7 +106,7 @@ def run(
                     runs.append(DesignRun(design, model, phase.events, error="no .venv-quix (pip install failed)"))
                     continue
                 design_phase = phase if design == "pipeline" else Phase(phase.events, phase.rate, phase.seconds)
-                runs.append(run_design(bootstrap, design, model, batch, design_phase, log))
+                runs.append(run_design(bootstrap, design, model, batch, design_phase, log, layout))
                 if design == "pipeline":
                     ceiling(model, phase.events)
             if model not in samples:
@@ -124,8 +125,8 @@ def run(
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()],
         },
-        # the worker's default layout here (the designs run with the environment's PIPELINE_ settings removed)
-        "pipeline_processes": ["+".join(group) for group in process_groups(ROLES, "auto", available_cpus())],
+        "pipeline_process_per_role": layout,
+        "pipeline_processes": ["+".join(group) for group in process_groups(ROLES, layout, available_cpus())],
         "ceilings_events_per_s": {model: max(values) for model, values in samples.items()},
         "ceiling_samples_events_per_s": samples,
         "runs": [r.as_dict() for r in runs],
@@ -144,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results folder (default: results/bench-<time>)")
     parser.add_argument("--batch-size", type=int, default=Settings().batch_size, help="the pipeline's default")
     parser.add_argument("--models", help="comma-separated subset of: " + ", ".join(PLANS["full"]))
+    parser.add_argument(
+        "--process-per-role",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="the pipeline worker's process layout (default: auto, its own default)",
+    )
     parser.add_argument("--designs", help="comma-separated subset of: " + ", ".join(DESIGNS))
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -158,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
-    result = run(args.quick, args.batch_size, log, split(args.models), split(args.designs))
+    result = run(args.quick, args.batch_size, log, split(args.models), split(args.designs), args.process_per_role)
     result["duration_s"] = round(time.monotonic() - started, 1)
     text = json.dumps(result, indent=2)
     (out / "bench.json").write_text(text)

@@ -50,10 +50,11 @@ def _layout(result: dict[str, Any]) -> str:
     groups = result.get("pipeline_processes") or []
     if len(groups) > 1:
         return (
-            f"The pipeline runs with its defaults: here that is {len(groups)} processes ({', '.join(groups)}) "
-            "under a supervisor, one per role; every other design is one process. "
+            f"The pipeline runs {len(groups)} processes ({', '.join(groups)}) under a supervisor, one per role "
+            f"(process_per_role {result.get('pipeline_process_per_role', 'auto')}); every other design is "
+            "one process. "
         )
-    return "The pipeline runs with its defaults (one process here); so does every other design. "
+    return "The pipeline runs both roles in one process; so does every other design. "
 
 
 def markdown(result: dict[str, Any]) -> str:

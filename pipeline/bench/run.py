@@ -45,13 +45,19 @@ class Phase:
 
 
 def run_design(
-    bootstrap: str, design: str, model: str, batch: int, phase: Phase, log: Callable[[str], None]
+    bootstrap: str,
+    design: str,
+    model: str,
+    batch: int,
+    phase: Phase,
+    log: Callable[[str], None],
+    layout: str = "auto",
 ) -> DesignRun:
     settings = fresh_settings(bootstrap, design, model)
     result = DesignRun(design, model, phase.events)
     try:
         preload(settings, model, phase.events)
-        with DesignProcess(command(design, settings, model, batch), settings) as proc:
+        with DesignProcess(command(design, settings, model, batch, layout), settings) as proc:
             started = time.time()
             try:
                 timeout_s = max(180.0, phase.events / 200)
