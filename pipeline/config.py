@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.processors.layout import ProcessPerRole
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "PIPELINE_CONFIG"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
@@ -129,7 +131,7 @@ class Settings(BaseSettings):
     gc_gen0_threshold: int = Field(default=50_000, ge=0)
     # Run the input and inference roles as processes of their own under one supervisor ("auto": when the
     # worker runs both roles and may use 2 or more CPUs); see pipeline/processors/layout.py.
-    process_per_role: Literal["auto", "on", "off"] = "auto"
+    process_per_role: ProcessPerRole = "auto"
 
     # Hooks: dotted paths ("package.module:function"), called per event and timed.
     hooks_pre: list[str] = Field(default_factory=list)

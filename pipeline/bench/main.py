@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pipeline.bench.ceiling import model_ceiling
 from pipeline.bench.designs import DESIGNS
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", help="comma-separated subset of: " + ", ".join(PLANS["full"]))
     parser.add_argument(
         "--process-per-role",
-        choices=["auto", "on", "off"],
+        choices=get_args(ProcessPerRole),
         default="auto",
         help="the pipeline worker's process layout (default: auto, its own default)",
     )

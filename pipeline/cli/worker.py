@@ -48,7 +48,7 @@ def worker(
 ) -> None:
     """Run the pipeline's agents in the foreground until SIGTERM or Ctrl-C."""
     from pipeline.processors.app import run_worker
-    from pipeline.processors.layout import available_cpus, process_groups
+    from pipeline.processors.layout import ROLES, available_cpus, process_groups
     from pipeline.processors.supervisor import run_supervised
     from pipeline.processors.wiring import build_roles
 
@@ -64,7 +64,7 @@ def worker(
     )
     configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
     connect_admin(settings)  # a clear line now rather than a Faust traceback later
-    roles = ("input", "inference") if role is Role.all else (role.value,)
+    roles = ROLES if role is Role.all else (role.value,)
     groups = process_groups(roles, settings.process_per_role, available_cpus())
     err_console.print(
         f"worker role={role.value} broker={settings.bootstrap_servers} model={settings.model} "

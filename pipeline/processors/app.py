@@ -200,7 +200,7 @@ class _Flow:
         return self.finished >= self.handed
 
 
-def _install_agent(app: faust.App, channel: Any, stage: Stage, hot_path: HotPath, flow: _Flow) -> None:
+def _install_agent(app: faust.App, channel: BatchChannel, stage: Stage, hot_path: HotPath, flow: _Flow) -> None:
     async def agent(stream: Any) -> None:
         async for batch in stream:
             try:
@@ -227,7 +227,7 @@ def _install_reader_task(app: faust.App, channel: BatchChannel, spec: RoleSpec, 
 
         def deliver(batch: Batch) -> bool:
             """Blocks while the channel is full: that is the backpressure that bounds memory."""
-            flow.handed += 1  # before the send: the agent may finish it before the send returns here
+            flow.handed += 1  # before the hand-over: the agent may finish it before the send returns here
             try:
                 future = asyncio.run_coroutine_threadsafe(channel.hand_over(batch), loop)
             except RuntimeError:  # the loop is closed
@@ -329,8 +329,9 @@ def run_worker(
     hot_path = new_hot_path(settings)
     if health is None and settings.metrics_port:
         health = HealthBinding(settings.metrics_port)
-    server = HealthServer(health.port, hot_path.readiness, host=health.host).start() if health else None
-    if server is not None and health is not None:
+    server = None
+    if health is not None:
+        server = HealthServer(health.port, hot_path.readiness, host=health.host).start()
         if health.on_bound is not None:
             health.on_bound(server.port)
         else:

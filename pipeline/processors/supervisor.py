@@ -149,10 +149,7 @@ def process_main(
     from pipeline.processors.wiring import build_roles
 
     configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
-    health = None
-    if port_conn is not None:
-        conn = port_conn
-        health = HealthBinding(0, host="127.0.0.1", on_bound=conn.send)
+    health = None if port_conn is None else HealthBinding(0, host="127.0.0.1", on_bound=port_conn.send)
     code = run_worker(
         settings,
         lambda hot_path: build_roles(settings, roles, hot_path),

@@ -21,8 +21,6 @@ from pipeline.processors.routing import FailureRouter
 
 log = logging.getLogger("pipeline.wiring")
 
-ROLES = ("input", "inference")
-
 
 def worker_label(settings: Settings) -> str:
     """What results name as their worker: the configured id, else host and pid (never used for membership)."""
