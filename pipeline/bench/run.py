@@ -83,6 +83,7 @@ def run_design(
             except DesignFailed as exc:
                 raise DesignFailed(f"{design}/{model}: {exc}\n--- its output:\n{proc.output()}") from None
             finally:
+                proc.stop()  # the sampler's last reading included
                 result.peak_rss_mb = proc.peak_rss_mb
     except DesignFailed as exc:
         result.error = str(exc)

@@ -28,6 +28,7 @@ log = logging.getLogger("pipeline.reader")
 
 # How often an open batch looks again whether the agent turned idle.
 _IDLE_CHECK_S = 0.002
+_IDLE_POLL_S = 0.2  # an idle reader's poll: how soon it sees a stop or commits a settled batch
 
 Deliver = Callable[[Batch], bool]  # blocks until the agent's channel took the batch; False when stopping
 
@@ -141,7 +142,12 @@ class BatchReader(threading.Thread):
             called_at = time.monotonic()
             if idle is not None and not self._pending:
                 # Nothing open: return with the first record, then take whatever else is already fetched.
-                first = consumer.poll(min(wait, 0.2) if wait else 0.2)
+                # The poll returns as soon as a record is there, so it may block long (no deadline runs
+                # yet) and the batch opens when it returns: an idle reader wakes 5 times a second, not
+                # every W (each wake-up takes a core from the model's intra-op threads, see writer).
+                # While the bulk is paused for the lane, the short wait: the lane's end is seen soon.
+                first = consumer.poll(min(wait, 0.2) if self._bulk_paused else _IDLE_POLL_S)
+                called_at = time.monotonic()
                 messages = [] if first is None else [first, *consumer.consume(max(1, want - 1), timeout=0)]
             else:
                 # Short slices while the agent is busy, so that its turning idle is seen soon.

@@ -146,3 +146,47 @@ def test_never_commits_past_an_output_the_broker_did_not_acknowledge(pipeline_se
     assert fatal and "failed" in str(fatal[0])  # it stopped rather than skip the batch
     assert writer.stats.lost > 0
     assert _committed(pipeline_settings, group, src) == 0
+
+
+def _wakeups(thread: threading.Thread) -> int:
+    """How often the thread has been switched out so far (each wait that slept counts one)."""
+    assert thread.native_id is not None
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        return sum(int(line.split()[1]) for line in status if "ctxt_switches" in line)
+
+
+def test_an_idle_reader_and_writer_sleep_until_records_come(pipeline_settings: Settings) -> None:
+    """Idle threads that wake every few milliseconds take cores from the model's intra-op threads (MiniLM
+    lost a quarter of its speed to them on 2 cores): idle, the reader and writer block in their clients'
+    polls; the first records after the quiet are still processed and committed at once."""
+    src, out, group = unique_name("src"), unique_name("out"), unique_name("g")
+    _topics(pipeline_settings, src, out)
+    tracker = OffsetTracker()
+    batches: queue.Queue[Batch] = queue.Queue(maxsize=2)
+    writer = OutputWriter(producer_config(pipeline_settings))
+    proc = _Processor(batches, writer, tracker, out, fail_offsets=set())
+    reader = _reader(pipeline_settings, group, src, tracker, batches, agent_idle=batches.empty)
+    proc.start()
+    reader.start()
+    try:
+        assert reader.ready.wait(30)
+        time.sleep(0.5)
+        before = _wakeups(reader), _wakeups(writer._poller)
+        time.sleep(2.0)
+        after = _wakeups(reader), _wakeups(writer._poller)
+        # Ticks of W (20 ms) and of the writer's 5 ms would be 100 and 400 in these 2 s; polls of 0.2 s
+        # and 0.25 s are about 10 and 8.
+        assert after[0] - before[0] < 40, after[0] - before[0]
+        assert after[1] - before[1] < 40, after[1] - before[1]
+        _fill(pipeline_settings, src, 20)
+        deadline = time.monotonic() + 10
+        while _committed(pipeline_settings, group, src) < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _committed(pipeline_settings, group, src) == 20
+        assert _count(pipeline_settings, out) == 20
+    finally:
+        reader.stop()
+        reader.join(15)
+        proc.stop.set()
+        writer.close()
+    assert reader.error is None
