@@ -57,6 +57,23 @@ def _layout(result: dict[str, Any]) -> str:
     return "The pipeline runs both roles in one process; so does every other design. "
 
 
+def _legs(result: dict[str, Any]) -> str:
+    """Where a design drained several backlogs: each one's events/s (the table shows the median)."""
+    parts = [
+        f"{NAMES.get(r['design'], r['design'])} on {r['model']} "
+        + ", ".join(f"{v:,.0f}" for v in r["legs_events_per_s"])
+        for r in result["runs"]
+        if len(r.get("legs_events_per_s") or []) > 1
+    ]
+    if not parts:
+        return ""
+    return (
+        " Legs (backlogs drained one after the other, fresh process and topics each; the median is shown): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     batch = result["batch_size"]
     lines = [
@@ -68,12 +85,14 @@ def markdown(result: dict[str, Any]) -> str:
         "process tree, peak. Model busy: the share of the events/s span the model was running, summed "
         "from the results' batch inference times. ONNX Runtime alone: the same requests through the "
         "pipeline's model runner, "
-        "measured right before and right after the pipeline's run (the higher is shown): "
+        "measured right before the pipeline's run, between its legs and right after it (the median is "
+        "shown): "
         + "; ".join(
             f"{m} " + ", ".join(f"{v:,.0f}" for v in vs)
             for m, vs in result.get("ceiling_samples_events_per_s", {}).items()
         )
-        + ".",
+        + "."
+        + _legs(result),
         "",
         "| model | design | events/s | pipeline ÷ this | model busy | offered/s | p50 ms | p95 ms | p99 ms "
         "| peak RSS MB |",

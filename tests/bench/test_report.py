@@ -65,3 +65,11 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     result = _result(pipeline=20_000.0, raw_loop=25_000.0, faust_per_event=4_000.0, quix=10_000.0)
     plot(result, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_design_run_in_legs_shows_each_leg_and_the_median() -> None:
+    result = _result(pipeline=20_000.0, raw_loop=25_000.0, faust_per_event=4_000.0, quix=10_000.0)
+    result["runs"][0]["legs_events_per_s"] = [181.0, 190.0, 204.0]
+    table = markdown(result)
+    assert "this pipeline on minilm-l6 181, 190, 204" in table
+    assert "| minilm-l6 | this pipeline | 190 |" in table
