@@ -80,13 +80,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"One broker and every design on {result['machine']['cpus']} cores; batch size {batch}; "
         f"{result['partitions']} partitions; load average before the run "
         f"{result['machine']['load_before']}, after {result['machine']['load_after']}.",
-        _layout(result) + "Events/s: a pre-loaded backlog, first output to last output (broker append time). Latency: "
-        "receive time on the output topic minus `created_at`, at the offered rate shown. RSS: the design's "
-        "process tree, peak. Model busy: the share of the events/s span the model was running, summed "
-        "from the results' batch inference times. ONNX Runtime alone: the same requests through the "
-        "pipeline's model runner, "
-        "measured right before the pipeline's run, between its legs and right after it (the median is "
-        "shown): "
+        _layout(result) + "Events/s: a pre-loaded backlog, first output to last output (broker append time). "
+        "Latency: receive time on the output topic minus `created_at`, at the offered rate shown. RSS: each "
+        "process's own peak (VmHWM), summed over the design's process tree. Model busy: the share of the "
+        "events/s span the model was running, summed from the results' batch inference times. ONNX Runtime "
+        "alone: the same requests through the pipeline's model runner, measured right before the pipeline's "
+        "run, between its legs and right after it (the median is shown): "
         + "; ".join(
             f"{m} " + ", ".join(f"{v:,.0f}" for v in vs)
             for m, vs in result.get("ceiling_samples_events_per_s", {}).items()
