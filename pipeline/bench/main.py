@@ -32,8 +32,9 @@ from pipeline.bench.report import TARGETS, markdown, plot, ratios
 from pipeline.bench.run import DesignRun, Phase, run_design
 from pipeline.bench.workload import PARTITIONS
 from pipeline.config import Settings
+from pipeline.cpus import available_cpus
 from pipeline.ops.local_worker import REPO
-from pipeline.processors.layout import ROLES, ProcessPerRole, available_cpus, process_groups
+from pipeline.processors.layout import ROLES, ProcessPerRole, process_groups
 
 KAFKA_LOCAL = REPO / "infra" / "kafka" / "kafka-local"
 BENCH_STATE = REPO / "infra" / "kafka" / ".local" / "bench-state"

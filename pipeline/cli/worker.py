@@ -47,8 +47,9 @@ def worker(
     ),
 ) -> None:
     """Run the pipeline's agents in the foreground until SIGTERM or Ctrl-C."""
+    from pipeline.cpus import available_cpus
     from pipeline.processors.app import run_worker
-    from pipeline.processors.layout import ROLES, available_cpus, process_groups
+    from pipeline.processors.layout import ROLES, process_groups
     from pipeline.processors.supervisor import run_supervised
     from pipeline.processors.wiring import build_roles
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import onnxruntime as ort
 
+from pipeline.cpus import available_cpus
 from pipeline.model.errors import ProviderUnavailable
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,8 @@ class ProviderPlan:
 
 
 def default_intra_op_threads() -> int:
-    """One intra-op thread per CPU this process may run on (cgroup/affinity aware, unlike os.cpu_count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """One intra-op thread per CPU this process may run on."""
+    return available_cpus()
 
 
 @contextlib.contextmanager

@@ -8,19 +8,10 @@ a process of its own by default; with one CPU, or when asked, it keeps them toge
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 ProcessPerRole = Literal["auto", "on", "off"]
 ROLES = ("input", "inference")
-
-
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, as container CPU sets narrow it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def process_groups(roles: tuple[str, ...], mode: ProcessPerRole, cpus: int) -> list[tuple[str, ...]]:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.processors.layout import available_cpus, process_groups
+from pipeline.cpus import available_cpus
+from pipeline.processors.layout import process_groups
 
 BOTH = ("input", "inference")
 
