@@ -115,11 +115,10 @@ def run(
                 if design == "pipeline":
                     between = functools.partial(ceiling, model, phase.events)
                     runs.append(run_design(bootstrap, design, model, batch, phase, log, layout, between))
+                    ceiling(model, phase.events)
                 else:
                     design_phase = Phase(phase.events, phase.rate, phase.seconds)
                     runs.append(run_design(bootstrap, design, model, batch, design_phase, log, layout))
-                if design == "pipeline":
-                    ceiling(model, phase.events)
             if model not in samples:
                 ceiling(model, phase.events)
     result: dict[str, Any] = {

@@ -59,63 +59,50 @@ def run_design(
     layout: str = "auto",
     between: Callable[[], None] | None = None,
 ) -> DesignRun:
+    """Every leg of ``phase`` (``between`` runs between two legs), the latency figures after the last;
+    ``result`` takes the median leg. A failed leg ends the run with ``result.error`` saying how."""
     result = DesignRun(design, model, phase.events)
     legs: list[Throughput] = []
-    for leg in range(phase.legs):
-        if leg and between is not None:
-            between()
-        last = leg == phase.legs - 1
-        if not _run_leg(bootstrap, design, model, batch, phase, log, layout, result, legs, latency=last):
-            break
-    return result
 
+    def run_leg(latency: bool) -> None:
+        """One backlog drained by a fresh process on fresh topics, then (``latency``) its latency figures."""
+        settings = fresh_settings(bootstrap, design, model)
+        try:
+            preload(settings, model, phase.events)
+            with DesignProcess(command(design, settings, model, batch, layout), settings) as proc:
+                started = time.time()
+                try:
+                    timeout_s = max(180.0, phase.events / 200)
+                    tp = drain_backlog(settings, phase.events, proc.alive, started, timeout_s)
+                    legs.append(tp)
+                    median = sorted(legs, key=lambda t: t.events_per_s)[len(legs) // 2]
+                    result.events_per_s, result.span_s = median.events_per_s, median.span_s
+                    result.first_output_s, result.model_busy = median.first_output_s, median.model_busy
+                    result.legs_events_per_s.append(tp.events_per_s)
+                    log(
+                        f"{model:9s} {design:16s} {tp.events_per_s:9,.0f} events/s ({phase.events} in "
+                        f"{tp.span_s:.2f} s, model busy {tp.model_busy:.0%})"
+                        + (f", leg {len(legs)} of {phase.legs}" if phase.legs > 1 else "")
+                    )
+                    if latency:
+                        _measure_latency(settings, model, design, phase, result.events_per_s, result, log)
+                except DesignFailed as exc:
+                    raise DesignFailed(f"{design}/{model}: {exc}\n--- its output:\n{proc.output()}") from None
+                finally:
+                    proc.stop()  # the sampler's last reading included
+                    result.peak_rss_mb = max(result.peak_rss_mb, proc.peak_rss_mb)
+        finally:
+            _delete_topics(settings)
 
-def _run_leg(
-    bootstrap: str,
-    design: str,
-    model: str,
-    batch: int,
-    phase: Phase,
-    log: Callable[[str], None],
-    layout: str,
-    result: DesignRun,
-    legs: list[Throughput],
-    latency: bool,
-) -> bool:
-    """One backlog drained by a fresh process on fresh topics, then (``latency``) its latency figures;
-    ``result`` takes the median leg so far. False when the design failed (``result.error`` says how)."""
-    settings = fresh_settings(bootstrap, design, model)
     try:
-        preload(settings, model, phase.events)
-        with DesignProcess(command(design, settings, model, batch, layout), settings) as proc:
-            started = time.time()
-            try:
-                timeout_s = max(180.0, phase.events / 200)
-                tp = drain_backlog(settings, phase.events, proc.alive, started, timeout_s)
-                legs.append(tp)
-                median = sorted(legs, key=lambda t: t.events_per_s)[len(legs) // 2]
-                result.events_per_s, result.span_s = median.events_per_s, median.span_s
-                result.first_output_s, result.model_busy = median.first_output_s, median.model_busy
-                result.legs_events_per_s.append(tp.events_per_s)
-                log(
-                    f"{model:9s} {design:16s} {tp.events_per_s:9,.0f} events/s ({phase.events} in {tp.span_s:.2f} s,"
-                    f" model busy {tp.model_busy:.0%})"
-                    + (f", leg {len(legs)} of {phase.legs}" if phase.legs > 1 else "")
-                )
-                if latency:
-                    _measure_latency(settings, model, design, phase, result.events_per_s, result, log)
-            except DesignFailed as exc:
-                raise DesignFailed(f"{design}/{model}: {exc}\n--- its output:\n{proc.output()}") from None
-            finally:
-                proc.stop()  # the sampler's last reading included
-                result.peak_rss_mb = max(result.peak_rss_mb, proc.peak_rss_mb)
-        return True
+        for leg in range(phase.legs):
+            if leg and between is not None:
+                between()
+            run_leg(latency=leg == phase.legs - 1)
     except DesignFailed as exc:
         result.error = str(exc)
         log(f"{model:9s} {design:16s} FAILED: {exc}")
-        return False
-    finally:
-        _delete_topics(settings)
+    return result
 
 
 def _measure_latency(
