@@ -20,9 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from pipeline.processors.layout import ProcessPerRole
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ProcessPerRole = Literal["auto", "on", "off"]
 CONFIG_ENV = "PIPELINE_CONFIG"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
 
@@ -116,21 +115,25 @@ class Settings(BaseSettings):
     # model the hop to the model thread and back costs more than the run. 0: always on the model thread.
     model_inline_max_ms: float = Field(default=1.0, ge=0)
 
-    # Hot path
-    batch_size: int = Field(default=32, ge=1)
-    batch_max_wait_ms: int = Field(default=20, ge=0)
-
-    input_batch_size: int = Field(default=500, ge=1)
+    # Hot path. A role's reader hands its agent a batch at N events, W ms after its first event, or at once
+    # when the agent is idle (pipeline/kafka/batching.py holds the rule).
+    batch_size: int = Field(default=32, ge=1)  # events per model run (the inference role's N)
+    batch_max_wait_ms: int = Field(default=20, ge=0)  # W, for both roles
+    input_batch_size: int = Field(default=500, ge=1)  # the input role's N
+    # A fast model gets items of several model batches (one hand-off and one commit for many): as many as
+    # typically run within this budget, up to this many events.
+    inference_item_budget_ms: int = Field(default=20, ge=0)
+    inference_item_max_events: int = Field(default=480, ge=1)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     drain_timeout_s: float = Field(default=8.0, gt=0)
     retry_max_attempts: int = Field(default=5, ge=1)
     retry_base_delay_ms: int = Field(default=100, ge=0)
     # Young-generation threshold of Python's cyclic garbage collector in a worker (0: Python's own, 700).
     # Python's default runs a collection every few hundred allocations and full ones that walk the whole
-    # heap; see pipeline/processors/gc_tuning.py.
+    # heap; see pipeline/worker/gc.py.
     gc_gen0_threshold: int = Field(default=50_000, ge=0)
     # Run the input and inference roles as processes of their own under one supervisor ("auto": when the
-    # worker runs both roles and may use 2 or more CPUs); see pipeline/processors/layout.py.
+    # worker runs both roles and may use 2 or more CPUs); see pipeline/worker/layout.py.
     process_per_role: ProcessPerRole = "auto"
 
     # Hooks: dotted paths ("package.module:function"), called per event and timed.

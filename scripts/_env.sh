@@ -1,8 +1,11 @@
-# Shared by scripts/run and scripts/test: a project venv, installed once per pyproject change.
+# Shared by scripts/run and scripts/test: a project venv, installed once per pyproject change, and a venv
+# of its own for the model export (torch and sentence-transformers never go into the one the worker runs
+# from).
 # shellcheck shell=bash
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PIPELINE_VENV:-$ROOT/.venv}"
+EXPORT_VENV="${PIPELINE_EXPORT_VENV:-$ROOT/.venv-export}"
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -32,35 +35,47 @@ ensure_java_maven() {
     fi
 }
 
-# ensure_venv EXTRAS: create the venv and install the project with EXTRAS (e.g. "dev,export").
-ensure_venv() {
-    local extras="$1" spec python stamp
+# make_venv DIR EXTRAS: create the venv DIR and install the project with EXTRAS (e.g. "dev,bench").
+make_venv() {
+    local dir="$1" extras="$2" spec python stamp
     python="$(find_python)" || die "Python >= 3.11 not found (set PYTHON=/path/to/python3.11)"
-    if [ ! -x "$VENV/bin/python" ]; then
-        log "creating $VENV"
-        "$python" -m venv "$VENV"
-        "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+    if [ ! -x "$dir/bin/python" ]; then
+        log "creating $dir"
+        "$python" -m venv "$dir"
+        "$dir/bin/pip" install -q --upgrade pip >/dev/null
     fi
     spec="."
     [ -n "$extras" ] && spec=".[${extras}]"
-    stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" | sha1sum | cut -c1-12)-${extras//,/-}"
+    stamp="$dir/.installed-$(sha1sum < "$ROOT/pyproject.toml" | cut -c1-12)-${extras//,/-}"
     if [ ! -f "$stamp" ]; then
-        log "installing the project ($spec) into $VENV"
-        (cd "$ROOT" && "$VENV/bin/pip" install -q -e "$spec") || die "pip install failed"
-        "$VENV/bin/pip" check >/dev/null || { "$VENV/bin/pip" check; die "pip check failed"; }
+        log "installing the project ($spec) into $dir"
+        (cd "$ROOT" && "$dir/bin/pip" install -q -e "$spec") || die "pip install failed"
+        "$dir/bin/pip" check >/dev/null || { "$dir/bin/pip" check; die "pip check failed"; }
         touch "$stamp"
     fi
+}
+
+# ensure_venv EXTRAS: the venv the worker, the CLI and the tests run from.
+ensure_venv() {
+    make_venv "$VENV" "$1"
     export PATH="$VENV/bin:$PATH"
+}
+
+# ensure_export_venv: the export's own venv (torch, transformers, sentence-transformers: several GB).
+ensure_export_venv() {
+    make_venv "$EXPORT_VENV" "export"
 }
 
 # The runtime reads models only from the cache; export the default model once when it is missing.
 ensure_model() {
     local model="${PIPELINE_MODEL:-minilm-l6}"
     if ! "$VENV/bin/pipeline" model path --model "$model" >/dev/null 2>&1; then
-        if [ "$model" = "minilm-l6" ] && ! "$VENV/bin/python" -c 'import torch, sentence_transformers' 2>/dev/null; then
-            ensure_venv "${1:-export}"
+        local exporter="$VENV/bin/pipeline"
+        if [ "$model" = "minilm-l6" ]; then
+            ensure_export_venv
+            exporter="$EXPORT_VENV/bin/pipeline"
         fi
         log "exporting model $model into the model cache (once)"
-        "$VENV/bin/pipeline" model export --model "$model" >&2 || die "model export failed"
+        "$exporter" model export --model "$model" >&2 || die "model export failed"
     fi
 }

@@ -3,7 +3,7 @@
 Throughput: N requests pre-loaded on the input topic, then the worker starts; events/s from the first to
 the last result arriving on the output topic. Latency: a fresh set of topics, the worker running, N
 requests offered at a fixed rate (a fraction of the measured throughput) with ``created_at`` set at send
-time; latency is the reader's receive time minus ``created_at`` (CONTRACTS.md).
+time; latency is the reader's receive time minus ``created_at``.
 
     .venv/bin/python scripts/pipeline_figures.py --events 10000 --models tiny,minilm-l6 --batch-size 32
 
@@ -35,8 +35,8 @@ from pipeline.config import Settings, Topics  # noqa: E402
 from pipeline.kafka.clients import producer_config  # noqa: E402
 from pipeline.ops.collect import read_topic  # noqa: E402
 from pipeline.ops.generate import text_requests, tiny_requests  # noqa: E402
-from pipeline.ops.local_worker import WorkerProcess, create_pipeline_topics, produce_requests  # noqa: E402
 from pipeline.serde import Codecs, now_millis  # noqa: E402
+from tests.harness import WorkerProcess, create_pipeline_topics, produce_requests  # noqa: E402
 
 
 def fresh_settings(bootstrap: str, partitions: int) -> Settings:

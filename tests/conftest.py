@@ -1,8 +1,12 @@
 """Session-wide fixtures: a real Kafka broker and isolated topic names.
 
-The broker is, in order: ``KAFKA_BOOTSTRAP`` when set; a testcontainers Kafka when a Docker engine
-answers; else the project's own ``infra/kafka/kafka-local`` broker, started in a state folder of the
-suite's own (so it never touches the broker ``./scripts/run`` started) and stopped afterwards.
+The broker is, in order: ``KAFKA_BOOTSTRAP`` when set; Apache Kafka's image in a container when a Docker
+engine answers (``tests/containers.py``, the local broker's version); else the project's own
+``infra/kafka/kafka-local`` broker, started in a state folder of the suite's own (so it never touches the
+broker ``./scripts/run`` started) and stopped afterwards.
+
+Tiers (tests/README.md): a test that uses the broker is marked ``kafka`` here, from its fixtures, and
+every test under ``tests/e2e`` is marked ``e2e`` as well, so ``pytest -m "not kafka"`` runs without one.
 """
 
 from __future__ import annotations
@@ -33,6 +37,19 @@ def _docker_answers() -> bool:
         return False
 
 
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if folder == "e2e":
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.kafka)
+        elif "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     given = os.environ.get("KAFKA_BOOTSTRAP")
@@ -40,9 +57,9 @@ def kafka_bootstrap() -> Iterator[str]:
         yield given
         return
     if _docker_answers():
-        from testcontainers.kafka import KafkaContainer
+        from tests.containers import ApacheKafkaContainer
 
-        with KafkaContainer("apache/kafka:4.1.0").with_kraft() as kafka:
+        with ApacheKafkaContainer() as kafka:
             address = kafka.get_bootstrap_server()
             os.environ["KAFKA_BOOTSTRAP"] = address
             yield address

@@ -13,21 +13,27 @@ from rich.console import Console
 from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.kafka.admin import BrokerUnavailable
 from pipeline.model.errors import ModelError
-
-# Piped output (scripts, tests, `| grep`) gets full-width tables instead of ellipses.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+from pipeline.ops.errors import CommandError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+__all__ = ["CommandError", "console", "err_console", "fail", "handle_errors", "is_tty", "settings_from"]
 
-class CommandError(Exception):
-    """A command's own refusal (bad argument, missing data); exits 1 with the message."""
+
+@functools.cache
+def console() -> Console:
+    """Standard output; piped output (scripts, tests, `| grep`) gets full-width tables, not ellipses."""
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+@functools.cache
+def err_console() -> Console:
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -40,7 +46,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             # their message is already meant for a person: one line, non-zero exit, no traceback
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted")
+            err_console().print("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper

@@ -31,7 +31,7 @@ def list_(ctx: typer.Context, topic: str | None = typer.Option(None, "--topic", 
         table.add_column(col, justify="right" if col == "count" else "left")
     for (stage, cls, code), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         table.add_row(stage, cls, code, str(n))
-    console.print(table)
+    console().print(table)
 
 
 @app.command("show")
@@ -74,8 +74,8 @@ def redrive_(
     report = redrive(settings, letters, flt, max_redrives, dry_run, known)
     verb = "would send" if dry_run else "sent"
     for target, n in sorted(report.by_topic.items()):
-        console.print(f"{verb} {n} to {target}")
-    console.print(
+        console().print(f"{verb} {n} to {target}")
+    console().print(
         f"{verb} {report.sent}, refused {report.refused} (redriven {max_redrives} times already), "
         f"no target {report.no_topic}, filtered out {report.filtered}, failed {report.failed}",
         highlight=False,

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from pipeline.cli import dlq, model, offsets, produce, replay, schemas, tail, topics, worker
-from pipeline.logs import configure_logging
+from pipeline.observability.logs import configure_logging
 
 app = typer.Typer(
     name="pipeline",

@@ -27,15 +27,20 @@ def export(
     model: str | None = MODEL_OPT,
     force: bool = typer.Option(False, "--force", help="Rebuild even when the cache has the model."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write the fp16 variant (used on CUDA)."),
+    verify: bool = typer.Option(False, "--verify", help="Check the cached export against sentence-transformers again."),
 ) -> None:
     """Build the model's ONNX file into the model cache (once) and check it; prints its path last."""
-    from pipeline.model.export import export_model
+    from pipeline.model.export import export_model, verify_export
     from pipeline.model.registry import load_registry
 
     settings = settings_from(ctx, model=model)
     try:
         spec = load_registry(settings.models_file).get(settings.model)
-        path = export_model(spec, settings.model_cache, force=force, fp16=fp16, progress=lambda m: err_console.print(m))
+        path = export_model(
+            spec, settings.model_cache, force=force, fp16=fp16, progress=lambda m: err_console().print(m)
+        )
+        if verify and spec.builder == "minilm":
+            err_console().print(f"verified: min cosine {verify_export(spec, settings.model_cache):.7f}")
     except ModelError as exc:
         raise CommandError(str(exc)) from None
     print(path)
@@ -76,7 +81,7 @@ def list_models(ctx: typer.Context) -> None:
         cached = spec.path(settings.model_cache).is_file()
         state = "[green]yes[/]" if cached else "[dim]generated on use[/]" if spec.builder == "tiny" else "[red]no[/]"
         table.add_row(spec.name, spec.version, spec.task, str(spec.max_batch_size), state)
-    console.print(table)
+    console().print(table)
 
 
 @app.command("info")
@@ -92,7 +97,7 @@ def info(ctx: typer.Context, model: str | None = MODEL_OPT, device: str | None =
         table.add_row(f"input {name}", f"{kind} {shape}")
     for name, (kind, shape) in d["outputs"].items():
         table.add_row(f"output {name}", f"{kind} {shape}")
-    console.print(table)
+    console().print(table)
 
 
 @app.command("bench")
@@ -115,7 +120,7 @@ def bench(
         raise CommandError("--batch needs positive sizes")
     started = time.monotonic()
     runner = _load(ctx, model, device)
-    err_console.print(f"loaded and warmed up in {time.monotonic() - started:.1f} s")
+    err_console().print(f"loaded and warmed up in {time.monotonic() - started:.1f} s")
     rows = run_bench(runner, sizes, min_seconds=seconds)
     runner.close()
     table = Table(title=f"{runner.spec.name} on {runner.provider} ({runner.intra_op_threads} intra-op threads)")
@@ -129,7 +134,7 @@ def bench(
             f"{row.events_per_s:,.0f}",
             f"{row.ms_per_batch:.2f}",
         )
-    console.print(table)
+    console().print(table)
 
 
 def _load(ctx: typer.Context, model: str | None, device: str | None) -> ModelRunner:

@@ -45,7 +45,7 @@ def reset(
     for c in changes:
         moved = "" if c.old is None else f"{c.new - c.old:+d}"
         table.add_row(str(c.partition), "-" if c.old is None else str(c.old), str(c.new), moved)
-    console.print(table)
+    console().print(table)
     if not dry_run:
         apply_reset(admin, group, topic, changes)
-        console.print(f"reset {len(changes)} partition(s)")
+        console().print(f"reset {len(changes)} partition(s)")

@@ -57,9 +57,9 @@ def produce(
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=err_console,
+            console=err_console(),
             transient=True,
-            disable=not err_console.is_terminal,
+            disable=not err_console().is_terminal,
         ) as bar:
             task = bar.add_task("produce", total=total)
             report = produce_lines(
@@ -75,8 +75,8 @@ def produce(
         if file is not None:
             stream.close()
     for lineno, why in report.invalid:
-        err_console.print(f"line {lineno}: {why}", highlight=False, soft_wrap=True)
-    console.print(f"sent {report.sent}, failed {report.failed}, invalid {len(report.invalid)}", highlight=False)
+        err_console().print(f"line {lineno}: {why}", highlight=False, soft_wrap=True)
+    console().print(f"sent {report.sent}, failed {report.failed}, invalid {len(report.invalid)}", highlight=False)
     if report.invalid and strict:
         raise CommandError(f"stopped at line {report.invalid[0][0]} (--strict); {report.sent} sent before it")
     if report.invalid:

@@ -53,25 +53,25 @@ def replay(
     if plan.total == 0:
         raise CommandError(f"no records in the range on {source}: nothing to replay")
     if planned.resumed and planned.left == 0:
-        console.print(f"replay {rid}: already complete ({plan.total} records in its range); nothing to do")
+        console().print(f"replay {rid}: already complete ({plan.total} records in its range); nothing to do")
         return
     if planned.resumed:
-        console.print(
+        console().print(
             f"replay {rid}: resuming, {plan.total - planned.left} of {plan.total} already copied "
             "(the range recorded when it was first planned; a new --replay-id starts another)",
             highlight=False,
         )
     else:
-        console.print(f"replay {rid}: {plan.total} records from {source} to {target}")
+        console().print(f"replay {rid}: {plan.total} records from {source} to {target}")
     with Progress(
         TextColumn("replay"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
         TimeRemainingColumn(),
-        console=err_console,
+        console=err_console(),
         transient=True,
-        disable=not err_console.is_terminal,
+        disable=not err_console().is_terminal,
     ) as bar:
         task = bar.add_task("replay", total=planned.left)
         report = run_replay(
@@ -85,7 +85,7 @@ def replay(
         )
     verb = "would copy" if dry_run else "copied"
     speed = (report.copied + report.filtered) / report.seconds if report.seconds > 0 else 0.0
-    console.print(
+    console().print(
         f"replay {rid}: {verb} {report.copied}, filtered out {report.filtered}"
         + ("" if dry_run else f", {report.transactions} transactions")
         + f", {report.seconds:.1f} s ({speed:,.0f} records/s)",

@@ -25,12 +25,12 @@ def check(
     root = schemas_dir if schemas_dir is not None else settings_from(ctx).schemas_dir
     report = run_check(root)
     chains = ", ".join(f"{name} (v1..v{n})" for name, n in report.chains.items()) or "none"
-    console.print(f"schemas in [bold]{root}[/]: {chains}", highlight=False)
-    console.print(
+    console().print(f"schemas in [bold]{root}[/]: {chains}", highlight=False)
+    console().print(
         f"{report.pairs_checked} reader/writer pairs and {report.examples_checked} examples checked", highlight=False
     )
     if report.ok:
-        console.print("[bold green]ok[/]: compatible both ways, documented, examples valid")
+        console().print("[bold green]ok[/]: compatible both ways, documented, examples valid")
         return
     table = Table(title=f"{len(report.findings)} problem(s)", show_lines=False)
     table.add_column("check", style="red")
@@ -38,5 +38,5 @@ def check(
     table.add_column("problem", overflow="fold")
     for finding in report.findings:
         table.add_row(finding.kind, finding.where, finding.message)
-    console.print(table)
+    console().print(table)
     raise typer.Exit(1)

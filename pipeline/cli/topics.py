@@ -26,7 +26,7 @@ def create(
     created = create_topics(admin, specs)
     for spec in specs:
         state = "[green]created[/]" if created.get(spec.name) else "[dim]exists[/]"
-        console.print(f"{spec.name:<32} {state}")
+        console().print(f"{spec.name:<32} {state}")
 
 
 @app.command("describe")
@@ -55,7 +55,7 @@ def describe(ctx: typer.Context) -> None:
             st.config.get("retention.ms", ""),
             st.config.get("min.insync.replicas", ""),
         )
-    console.print(table)
+    console().print(table)
     if missing:
-        console.print(f"[yellow]{len(missing)} missing: run `pipeline topics create`[/]")
+        console().print(f"[yellow]{len(missing)} missing: run `pipeline topics create`[/]")
         raise typer.Exit(1)

@@ -9,7 +9,7 @@ import typer
 
 from pipeline.cli.common import err_console, handle_errors, settings_from
 from pipeline.kafka.admin import connect_admin
-from pipeline.logs import configure_logging, settings_secrets
+from pipeline.observability.logs import configure_logging, settings_secrets
 
 
 class ProcessLayout(StrEnum):
@@ -48,10 +48,9 @@ def worker(
 ) -> None:
     """Run the pipeline's agents in the foreground until SIGTERM or Ctrl-C."""
     from pipeline.cpus import available_cpus
-    from pipeline.processors.app import run_worker
-    from pipeline.processors.layout import ROLES, process_groups
-    from pipeline.processors.supervisor import run_supervised
-    from pipeline.processors.wiring import build_roles
+    from pipeline.worker.layout import ROLES, process_groups
+    from pipeline.worker.run import HealthBinding, run_worker
+    from pipeline.worker.supervisor import run_supervised
 
     settings = settings_from(
         ctx,
@@ -67,7 +66,7 @@ def worker(
     connect_admin(settings)  # a clear line now rather than a Faust traceback later
     roles = ROLES if role is Role.all else (role.value,)
     groups = process_groups(roles, settings.process_per_role, available_cpus())
-    err_console.print(
+    err_console().print(
         f"worker role={role.value} broker={settings.bootstrap_servers} model={settings.model} "
         f"batch={settings.batch_size}/{settings.batch_max_wait_ms}ms id={settings.worker_id or '-'} "
         f"processes={' '.join('+'.join(group) for group in groups)}",
@@ -77,13 +76,8 @@ def worker(
     status_line = sys.stderr.isatty() if status is None else status
     if len(groups) > 1:
         raise typer.Exit(run_supervised(settings, groups, loglevel, status_line))
-    code = run_worker(
-        settings,
-        lambda hot_path: build_roles(settings, roles, hot_path),
-        loglevel=loglevel,
-        status_line=status_line,
-    )
-    raise typer.Exit(code)
+    health = HealthBinding(settings.metrics_port) if settings.metrics_port else None
+    raise typer.Exit(run_worker(settings, roles, loglevel=loglevel, status_line=status_line, health=health))
 
 
 def _faust_level(level: str) -> str:

@@ -2,7 +2,7 @@
 
 What processors use::
 
-    from pipeline.model import ModelService, ModelInput, Success, Failure, ErrorCode
+    from pipeline.model import ModelService, ModelInput, Success, Failure
 
     service = ModelService.from_settings(settings)          # loads and warms the default model
     outcomes = await service.run_batch_async([(model_name_or_None, ModelInput(text="...")), ...])
@@ -11,7 +11,6 @@ torch and friends are never imported from here: the export lives in ``pipeline.m
 """
 
 from pipeline.model.errors import (
-    ErrorCode,
     ExportError,
     InputError,
     ModelError,
@@ -27,7 +26,6 @@ from pipeline.model.runner import ModelRunner
 from pipeline.model.service import ModelService
 
 __all__ = [
-    "ErrorCode",
     "ExportError",
     "Failure",
     "InputError",

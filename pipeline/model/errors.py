@@ -1,25 +1,14 @@
 """Error codes and exceptions of the model runtime.
 
-Per-event problems become a :class:`~pipeline.model.outcome.Failure` carrying an :class:`ErrorCode`;
-the exceptions here are for start-up problems (a device or a model that cannot be had), which must stop
-a worker with one clear line instead of turning every event into an error.
+Per-event problems become a :class:`~pipeline.serde.failure.Failure` carrying the error schema's
+:class:`~pipeline.serde.codes.ErrorCode`; the exceptions here are for start-up problems (a device or a
+model that cannot be had), which must stop a worker with one clear line instead of turning every event
+into an error.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-
-class ErrorCode(StrEnum):
-    """Per-event error codes; the values are the symbols of the Avro ``ErrorCode`` enum (v1)."""
-
-    UNKNOWN_MODEL = "UNKNOWN_MODEL"
-    EMPTY_TEXT = "EMPTY_TEXT"
-    BAD_SHAPE = "BAD_SHAPE"
-    BAD_DTYPE = "BAD_DTYPE"
-    NAN_TENSOR = "NAN_TENSOR"
-    TENSOR_SIZE_MISMATCH = "TENSOR_SIZE_MISMATCH"
-    INFERENCE_FAILED = "INFERENCE_FAILED"
+from pipeline.serde.codes import ErrorCode
 
 
 class ModelError(Exception):

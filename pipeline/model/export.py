@@ -10,7 +10,8 @@ sentence-transformers on varied texts, and publishes only a model that passed: e
 temporary folder inside the cache and renamed into place at the end.
 
 torch, transformers and sentence-transformers are imported only inside this module's functions; they live
-in the ``export`` extra, never in the runtime install.
+in the ``export`` extra, installed in a venv of its own (``.venv-export``, made by the scripts), never in
+the one the worker runs from.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pipeline.model.texts import varied_texts
 MIN_COSINE = 0.9999
 CHECK_TEXTS = 120
 OPSET = 17
-INSTALL_HINT = "pip install -e '.[export]'"
+INSTALL_HINT = "pip install -e '.[export]' in a venv of its own (the scripts make .venv-export)"
 # Files of the checkpoint the cache keeps beside model.onnx (the runtime reads only tokenizer.json).
 CONFIG_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json",
@@ -61,6 +62,15 @@ def export_model(spec: ModelSpec, cache: Path, *, force: bool = False, fp16: boo
         say(f"{spec.name} is already in the model cache (use --force to rebuild)")
         return path
     return _export_minilm(spec, cache, fp16=fp16, say=say)
+
+
+def verify_export(spec: ModelSpec, cache: Path) -> float:
+    """Run the export's check again on the model in the cache; returns the lowest cosine (raises
+    :class:`ExportError` below ``MIN_COSINE``)."""
+    if not spec.path(cache).is_file():
+        raise ExportError(f"model {spec.name!r} is not in the model cache: run `pipeline model export` first")
+    _, _, sentence_transformers, src = _import_export_deps()
+    return float(_check(sentence_transformers, src, spec, cache).min())
 
 
 def _import_export_deps() -> tuple[Any, Any, Any, Path]:
@@ -153,10 +163,11 @@ def _torch_export(torch: Any, transformers: Any, src: Path, out: Path, spec: Mod
         )
 
 
-def _check(sentence_transformers: Any, src: Path, spec: ModelSpec, staging: Path) -> np.ndarray:
-    """Cosine of the runtime's embeddings (tokenizer settings and all) to sentence-transformers' ones."""
+def _check(sentence_transformers: Any, src: Path, spec: ModelSpec, cache: Path) -> np.ndarray:
+    """Cosine of the runtime's embeddings (tokenizer settings and all) of the model in ``cache`` to
+    sentence-transformers' ones."""
     texts = varied_texts(CHECK_TEXTS)
-    runner = ModelRunner(spec, staging, device="cpu", warm_up=False)
+    runner = ModelRunner(spec, cache, device="cpu", warm_up=False)
     try:
         ours = _embeddings(runner, texts)
     finally:

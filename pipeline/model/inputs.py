@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.model.errors import ErrorCode, InputError
+from pipeline.model.errors import InputError
+from pipeline.serde.codes import ErrorCode
 from pipeline.serde.validation import WIRE_DTYPES as _SERDE_DTYPES
 
 # Dtypes a request may name (numpy's names; bytes little-endian): the wire format's own list.

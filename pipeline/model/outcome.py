@@ -1,4 +1,9 @@
-"""Per-event results of a model run: each event gets a Success or a Failure, never a batch-wide error."""
+"""Per-event results of a model run: each event gets a Success or a Failure, never a batch-wide error.
+
+A failure is the pipeline's one per-event failure value (:class:`~pipeline.serde.failure.Failure`, stage
+``INFERENCE``; ``VALIDATE`` for a model the registry does not know); ``retryable`` says whether sending the
+same event again may succeed (a transient device fault), as opposed to an input that fails every time.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.model.errors import ErrorCode
+from pipeline.serde.failure import Failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,21 +37,6 @@ class Success:
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     truncated: bool = False
     ok: Literal[True] = True
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """An event the model could not answer; the others of its batch are unaffected.
-
-    ``retryable`` says whether sending the same event again may succeed (a transient device fault),
-    as opposed to an input that will fail every time.
-    """
-
-    code: ErrorCode
-    message: str
-    retryable: bool = False
-    model: ModelInfo | None = None
-    ok: Literal[False] = False
 
 
 Outcome = Success | Failure

@@ -23,13 +23,14 @@ import numpy as np
 import onnxruntime as ort
 
 from pipeline.model import tiny
-from pipeline.model.errors import ErrorCode, InputError, ModelError, ModelNotExported
+from pipeline.model.errors import InputError, ModelError, ModelNotExported
 from pipeline.model.inputs import ModelInput
 from pipeline.model.outcome import Failure, ModelInfo, Outcome, Success
 from pipeline.model.providers import CPU, Device, create_session, default_intra_op_threads
 from pipeline.model.registry import TEXT_EMBEDDING, ModelSpec
 from pipeline.model.texts import mixed_texts
 from pipeline.model.tokenize import TextTokenizer
+from pipeline.serde.codes import ErrorCode, Stage
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class ModelRunner:
                 item = raw if isinstance(raw, ModelInput) else ModelInput.from_payload(raw)
                 valid.append((pos, item))
             except InputError as exc:
-                outcomes[pos] = Failure(exc.code, str(exc), False, self.info)
+                outcomes[pos] = self._failure(exc.code, str(exc))
         if self._tokenizer is not None:
             self._run_texts(valid, outcomes)
         else:
@@ -202,7 +203,7 @@ class ModelRunner:
         for pos, item in valid:
             if item.text is None or not item.text.strip():
                 what = "tensors" if item.tensors else "whitespace only" if item.text else "no text"
-                outcomes[pos] = Failure(ErrorCode.EMPTY_TEXT, f"text model got {what}", False, self.info)
+                outcomes[pos] = self._failure(ErrorCode.EMPTY_TEXT, f"text model got {what}")
             else:
                 texts.append(item.text)
                 positions.append(pos)
@@ -227,7 +228,7 @@ class ModelRunner:
             try:
                 feeds = self._validate_tensors(item)
             except InputError as exc:
-                outcomes[pos] = Failure(exc.code, str(exc), False, self.info)
+                outcomes[pos] = self._failure(exc.code, str(exc))
                 continue
             key = tuple(a.shape for a in feeds.values())
             groups.setdefault(key, []).append((pos, feeds))
@@ -345,7 +346,7 @@ class ModelRunner:
             culprits[0][1],
         )
         for pos, message in culprits:
-            outcomes[pos] = Failure(ErrorCode.INFERENCE_FAILED, message, systemic, self.info)
+            outcomes[pos] = self._failure(ErrorCode.INFERENCE_FAILED, message, retryable=systemic)
 
     def _bisect(
         self,
@@ -392,5 +393,8 @@ class ModelRunner:
                 f"{sorted(self.inputs)}, outputs {sorted(self.outputs)}"
             )
 
+    def _failure(self, code: ErrorCode, message: str, *, retryable: bool = False) -> Failure:
+        return Failure(Stage.INFERENCE, code, message, retryable=retryable, model=self.spec.name)
+
     def _lost(self) -> Failure:  # pragma: no cover - every path above fills its outcome
-        return Failure(ErrorCode.INFERENCE_FAILED, "no outcome was produced", True, self.info)
+        return self._failure(ErrorCode.INFERENCE_FAILED, "no outcome was produced", retryable=True)

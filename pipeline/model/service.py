@@ -16,11 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pipeline.config import Settings
-from pipeline.model.errors import ErrorCode, ModelError, UnknownModel
+from pipeline.model.errors import ModelError, UnknownModel
 from pipeline.model.outcome import Failure, Outcome
 from pipeline.model.providers import Device
 from pipeline.model.registry import Registry, load_registry
 from pipeline.model.runner import ModelRunner, RawInput
+from pipeline.serde.codes import ErrorCode, Stage
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,12 @@ class ModelService:
                 runner = self.runner(name)
             except UnknownModel as exc:
                 for pos in positions:
-                    outcomes[pos] = Failure(ErrorCode.UNKNOWN_MODEL, str(exc), retryable=False)
+                    outcomes[pos] = Failure(Stage.VALIDATE, ErrorCode.UNKNOWN_MODEL, str(exc), model=name)
                 continue
             except ModelError as exc:  # known but not loadable here (not exported, no device)
                 log.error("model %s cannot be loaded: %s", name, exc)
                 for pos in positions:
-                    outcomes[pos] = Failure(ErrorCode.UNKNOWN_MODEL, str(exc), retryable=False)
+                    outcomes[pos] = Failure(Stage.VALIDATE, ErrorCode.UNKNOWN_MODEL, str(exc), model=name)
                 continue
             results = runner.run_batch([items[p][1] for p in positions])
             for pos, result in zip(positions, results, strict=True):

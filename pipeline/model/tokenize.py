@@ -2,7 +2,7 @@
 
 The packaged ``tokenizer.json`` pads every text to 128 tokens and truncates at 128; sentence-transformers
 truncates at 256 and pads to the longest text of a batch. Padding is pure waste for a transformer
-(MEASURED.md: 58 vs 240 texts/s at batch 32), so we switch the tokenizer's padding off, truncate at the
+(measured on 2 cores: 58 vs 240 texts/s at batch 32), so we switch the tokenizer's padding off, truncate at the
 model's maximum, and pad ourselves only to the longest text of each length bucket: a batch of mostly
 short texts with one long one runs the short ones at their own length.
 """

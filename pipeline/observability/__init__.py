@@ -1,1 +1,1 @@
-"""Seeing a running worker: Prometheus metrics, health endpoints, consumer lag, logs, a status line."""
+"""Seeing a running worker: Prometheus metrics, readiness, health endpoints, logs, a status line."""

@@ -13,24 +13,16 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from pipeline.observability.metrics import READY, REGISTRY
+from prometheus_client import CONTENT_TYPE_LATEST
 
 ReadinessProbe = Callable[[], dict[str, bool]]
 MetricsSource = Callable[[], bytes]
 
 
-def own_metrics() -> bytes:
-    return generate_latest(REGISTRY)
-
-
 class HealthServer:
-    """``metrics`` and ``readiness`` are this process's own unless a supervisor passes its merged views."""
+    """``metrics`` and ``readiness`` are one process's own, or a supervisor's view of all its processes."""
 
-    def __init__(
-        self, port: int, readiness: ReadinessProbe, host: str = "0.0.0.0", metrics: MetricsSource = own_metrics
-    ) -> None:
+    def __init__(self, port: int, readiness: ReadinessProbe, metrics: MetricsSource, host: str = "0.0.0.0") -> None:
         probe = readiness
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,8 +34,7 @@ class HealthServer:
                     self._send(200, b'{"status": "alive"}\n', "application/json")
                 elif path == "/readyz":
                     checks = probe()
-                    ready = all(checks.values())
-                    READY.set(1 if ready else 0)
+                    ready = bool(checks) and all(checks.values())
                     body = json.dumps({"ready": ready, "checks": checks}).encode() + b"\n"
                     self._send(200 if ready else 503, body, "application/json")
                 else:

@@ -18,7 +18,7 @@ from pipeline.config import Settings
 from pipeline.kafka.clients import producer_config
 from pipeline.ops.filters import RecordFilter, Resolver, parse_filters
 from pipeline.ops.ranges import plan_range, probe_consumer, read_range, require_topic, watermarks
-from pipeline.processors.deadletter import PREFIX, REDRIVE_COUNT, header_value
+from pipeline.serde.deadletter import REDRIVE_COUNT, header_name, header_value, original_headers
 
 Headers = list[tuple[str, bytes]]
 
@@ -38,8 +38,8 @@ class DeadLetter:
     def of(cls, msg: Message) -> DeadLetter:
         return cls(msg.partition(), msg.offset(), msg.timestamp()[1], msg.key(), msg.value(), list(msg.headers() or []))
 
-    def context(self, name: str) -> str | None:
-        return header_value(self.headers, PREFIX + name)
+    def context(self, field: str) -> str | None:
+        return header_value(self.headers, header_name(field))
 
     @property
     def stage(self) -> str:
@@ -69,7 +69,7 @@ class DeadLetter:
 
     def original_headers(self) -> Headers:
         """The headers the record had before it failed: context and redrive bookkeeping removed."""
-        return [(k, v) for k, v in self.headers if not k.startswith(PREFIX) and k != REDRIVE_COUNT]
+        return original_headers(self.headers)
 
     def as_json(self) -> dict[str, Any]:
         """Headers as text where they are UTF-8 and base64 where not; the payload always base64."""

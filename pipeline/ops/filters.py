@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from pipeline.cli.common import CommandError
+from pipeline.ops.errors import CommandError
 
 _FILTER = re.compile(r"^\s*([A-Za-z_][\w.\-:]*)\s*(!=|=)(.*)$")
 

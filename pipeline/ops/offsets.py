@@ -12,9 +12,9 @@ from enum import StrEnum
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipeline.cli.common import CommandError
 from pipeline.config import Settings
 from pipeline.kafka.admin import connect_admin
+from pipeline.ops.errors import CommandError
 from pipeline.ops.ranges import offsets_for_time, probe_consumer, require_topic, watermarks
 
 

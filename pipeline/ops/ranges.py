@@ -14,10 +14,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from pipeline.cli.common import CommandError
 from pipeline.config import Settings
 from pipeline.kafka.admin import connect_admin
 from pipeline.kafka.clients import consumer_config
+from pipeline.ops.errors import CommandError
 from pipeline.ops.timespec import Position
 
 

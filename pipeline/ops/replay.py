@@ -20,9 +20,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from pipeline.cli.common import CommandError
 from pipeline.config import Settings
 from pipeline.kafka.clients import consumer_config, producer_config
+from pipeline.ops.errors import CommandError
 from pipeline.ops.filters import RecordFilter
 from pipeline.ops.ranges import (
     PartitionRange,

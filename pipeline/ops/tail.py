@@ -17,11 +17,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from pipeline.cli.common import CommandError
 from pipeline.config import Settings
+from pipeline.ops.errors import CommandError
 from pipeline.ops.ranges import offsets_for_time, plan_range, probe_consumer, read_range, require_topic, watermarks
-from pipeline.processors.deadletter import PREFIX
 from pipeline.serde import Codecs, EventError, RegistryUnavailable
+from pipeline.serde.deadletter import PREFIX
 
 
 def jsonable(obj: Any) -> Any:

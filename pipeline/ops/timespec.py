@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pipeline.cli.common import CommandError
+from pipeline.ops.errors import CommandError
 
 _RELATIVE = re.compile(r"^-(\d+)\s*(s|m|h|d|w)$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}

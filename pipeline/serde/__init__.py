@@ -3,7 +3,8 @@
 What the processors call::
 
     codecs = Codecs.from_settings(settings)          # or EventCodec.from_settings(settings, "request")
-    request = codecs.request.decode(msg.value())     # DecodeError | ValidationError (both EventError)
+    request = codecs.request.decode(msg.value())     # DecodeError | ValidationError (both EventError);
+                                                     # exc.failure() is the event's Failure
     value = codecs.result.encode(build_result(...))  # EncodeError
     value = codecs.error.encode(build_error(...))
 """
@@ -26,6 +27,7 @@ from pipeline.serde.errors import (
     SchemaStoreError,
     ValidationError,
 )
+from pipeline.serde.failure import Failure
 from pipeline.serde.store import SchemaStore, SchemaVersion, shared_store
 from pipeline.serde.tensors import array_to_tensor, payload_arrays, tensor_payload, tensor_to_array, text_payload
 from pipeline.serde.validation import WIRE_DTYPES, check_tensor, has_nan, is_uuid, validate_request
@@ -39,6 +41,7 @@ __all__ = [
     "ErrorCode",
     "EventCodec",
     "EventError",
+    "Failure",
     "Priority",
     "RecordType",
     "RegistryUnavailable",

@@ -4,12 +4,13 @@
 of the named-type table) and go through a BytesIO; for a request that is about a sixth of the time. The
 compiled ``write_data`` and ``_read_data`` they call are used here directly with tables built once. This is
 still fastavro's encoder and decoder; only the call is different. When the compiled module is missing or
-its signature changed (a pure-Python install, a future fastavro), ``write_data``/``read_data`` are None and
-the codec uses the public schemaless API; tests check both give the same bytes and datums.
+its signature changed (a pure-Python install, a future fastavro), :func:`entry_points` gives None for both
+and the codec uses the public schemaless API; tests check both give the same bytes and datums.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +39,10 @@ def reading_named(writer: Any, reader: Any) -> dict[str, dict[str, Any]]:
     return {"writer": named_types(writer), "reader": named_types(reader)}
 
 
-def _load() -> tuple[Callable[..., None] | None, Callable[..., Any] | None]:
+@functools.cache
+def entry_points() -> tuple[Callable[..., None] | None, Callable[..., Any] | None]:
+    """fastavro's compiled ``(write_data, read_data)``, checked against the public API once per process on
+    first use; ``(None, None)`` when they are missing or disagree."""
     try:
         from fastavro._read import _read_data as read  # type: ignore[attr-defined]
         from fastavro._write import write_data as write  # type: ignore[attr-defined]
@@ -61,6 +65,3 @@ def _load() -> tuple[Callable[..., None] | None, Callable[..., Any] | None]:
     except Exception:
         return None, None
     return write, read
-
-
-write_data, read_data = _load()

@@ -140,8 +140,9 @@ class EventCodec:
         self._by_fingerprint: dict[bytes, _Reading] = {}
         self._by_id: dict[int, _Reading] = {}
         self._hints = _union_hints(self.writer_schema.schema)
-        self._fast_write = _fastpath.write_data if fast_path else None
-        self._fast_read = _fastpath.read_data if fast_path else None
+        fast_write, fast_read = _fastpath.entry_points() if fast_path else (None, None)
+        self._fast_write = fast_write
+        self._fast_read = fast_read
         self._write_named = _fastpath.named_types(self._write_parsed)
 
     @classmethod

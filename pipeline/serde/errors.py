@@ -7,6 +7,7 @@ dead letter need; no fastavro, struct, EOF or Unicode exception ever leaves the 
 from __future__ import annotations
 
 from pipeline.serde.codes import ErrorCode, Stage
+from pipeline.serde.failure import Failure
 
 
 class EventError(Exception):
@@ -22,6 +23,10 @@ class EventError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code.value}, {self.message!r})"
+
+    def failure(self) -> Failure:
+        """This event's failure as the value the stages route."""
+        return Failure(self.stage, self.code, self.message, exception=self, event_id=self.event_id)
 
     def __reduce__(self) -> tuple[object, ...]:  # keep code and event_id through pickling (process pools)
         return (_rebuild, (type(self), self.code, self.message, self.event_id))

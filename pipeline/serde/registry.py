@@ -7,13 +7,29 @@ costs an HTTP call. ``mock://`` URLs give confluent-kafka's in-memory mock clien
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
+import warnings
+from types import ModuleType
 from typing import Any
-
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
 from pipeline.serde.codes import ErrorCode
 from pipeline.serde.errors import DecodeError, RegistryUnavailable
+
+
+@functools.cache
+def client_module() -> ModuleType:
+    """confluent-kafka's registry client, imported on first use: it imports authlib's deprecated httpx
+    integration, whose warning (authlib forces it on) is theirs and not something our users can act on."""
+    with warnings.catch_warnings():
+        # authlib turns its own warnings on ("always") when it is imported: let it, then turn this one off.
+        with contextlib.suppress(ImportError):
+            import authlib.deprecate  # noqa: F401
+        warnings.filterwarnings("ignore", message=r".*httpx module is deprecated.*")
+        import confluent_kafka.schema_registry as client
+
+        return client
 
 
 def value_subject(topic: str) -> str:
@@ -33,7 +49,7 @@ class RegistrySchemas:
 
     @classmethod
     def from_url(cls, url: str, conf: dict[str, Any] | None = None, *, auto_register: bool = True) -> RegistrySchemas:
-        client = SchemaRegistryClient.new_client({"url": url, **(conf or {})})
+        client = client_module().SchemaRegistryClient.new_client({"url": url, **(conf or {})})
         return cls(client, auto_register=auto_register)
 
     def id_for(self, subject: str, schema_text: str) -> int:
@@ -46,13 +62,14 @@ class RegistrySchemas:
             found = self._ids.get(key)
             if found is not None:
                 return found
-            schema = Schema(schema_text, "AVRO")
+            module = client_module()
+            schema = module.Schema(schema_text, "AVRO")
             try:
                 if self.auto_register:
                     schema_id = int(self.client.register_schema(subject, schema))
                 else:
                     schema_id = int(self.client.lookup_schema(subject, schema).schema_id)
-            except SchemaRegistryError as exc:
+            except module.SchemaRegistryError as exc:
                 raise RegistryUnavailable(f"registry refused schema for subject {subject!r}: {exc}") from exc
             except Exception as exc:  # httpx transport errors and the like
                 raise RegistryUnavailable(f"registry not reachable for subject {subject!r}: {exc}") from exc
@@ -67,7 +84,7 @@ class RegistrySchemas:
             return found
         try:
             schema = self.client.get_schema(schema_id)
-        except SchemaRegistryError as exc:
+        except client_module().SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 raise DecodeError(ErrorCode.UNKNOWN_SCHEMA, f"schema id {schema_id} not in the registry") from None
             raise RegistryUnavailable(f"registry error for schema id {schema_id}: {exc}") from exc

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.bench.report import TARGETS, markdown, plot, ratios
+from bench.report import TARGETS, markdown, plot, ratios
 
 
 def _run(design: str, model: str, eps: float, error: str | None = None) -> dict[str, Any]:

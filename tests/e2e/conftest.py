@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import Settings
-from tests.e2e.harness import create_pipeline_topics
+from tests.harness import create_pipeline_topics
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import psutil
 from pipeline.config import Settings
 from pipeline.ops.collect import read_topic
 from pipeline.ops.generate import tiny_requests
-from tests.e2e.harness import WorkerProcess, produce_requests
+from tests.harness import WorkerProcess, produce_requests
 
 
 def _role_processes(worker: WorkerProcess) -> list[psutil.Process]:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from pipeline.model import (
-    ErrorCode,
     Failure,
     ModelInput,
     ModelRunner,
@@ -19,6 +18,7 @@ from pipeline.model import (
     encode_tensor,
     tiny,
 )
+from pipeline.serde import ErrorCode
 
 
 def x_of(value: float) -> ModelInput:
@@ -163,7 +163,7 @@ def test_the_joined_bytes_fast_path_equals_the_per_event_path(tiny_runner: Model
     np.testing.assert_allclose(np.stack([y_of(o) for o in fast]), np.stack([y_of(o) for o in slow]))
     wire[5] = {"tensors": [encode_tensor("x", np.full(8, np.nan, np.float32))]}
     mixed = tiny_runner.run_batch(wire)  # a NaN anywhere: the per-event path isolates it
-    assert [i for i, o in enumerate(mixed) if not o.ok] == [5]
+    assert [i for i, o in enumerate(mixed) if not isinstance(o, Success)] == [5]
 
 
 def test_fast_batches_run_inline_and_a_slow_one_moves_them_back_to_the_model_thread(

@@ -9,8 +9,9 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
-from pipeline.model import ErrorCode, Failure, ModelInput, ModelRunner, Success
+from pipeline.model import Failure, ModelInput, ModelRunner, Success
 from pipeline.model.tokenize import TextTokenizer, bucket_bound
+from pipeline.serde import ErrorCode
 
 LONG = "kafka stream " * 300  # 600 words: far past 256 tokens
 

@@ -7,7 +7,7 @@ from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
 from pipeline.config import Settings
-from pipeline.ops.local_worker import create_pipeline_topics, env_for
+from tests.harness import create_pipeline_topics, env_for
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from pipeline.config import Settings
 from pipeline.ops.collect import count, read_topic
 from pipeline.ops.dlq import DeadLetter, Filter, redrive, redriven_headers, summarise
-from pipeline.ops.local_worker import WorkerProcess, produce_requests
-from pipeline.processors.deadletter import PREFIX, REDRIVE_COUNT
 from pipeline.serde import build_request
+from pipeline.serde.deadletter import PREFIX, REDRIVE_COUNT
+from tests.harness import WorkerProcess, produce_requests
 from tests.ops.conftest import Cli
 
 

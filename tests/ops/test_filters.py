@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.ops.dlq import DeadLetter, Filter
 from pipeline.ops.filters import FilterError, parse_filter, parse_filters
-from pipeline.processors.deadletter import PREFIX
+from pipeline.serde.deadletter import PREFIX
 
 
 def test_equals_any_and_not_equals_none() -> None:

@@ -8,9 +8,9 @@ from confluent_kafka import Consumer
 
 from pipeline.config import Settings
 from pipeline.kafka.clients import consumer_config
-from pipeline.ops.local_worker import produce_raw
 from pipeline.ops.offsets import ResetTo, target_offsets
 from tests.conftest import committed_total, unique_name
+from tests.harness import produce_raw
 from tests.ops.conftest import Cli
 
 

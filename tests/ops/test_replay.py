@@ -18,10 +18,10 @@ from confluent_kafka.admin import NewTopic
 from pipeline.config import Settings
 from pipeline.kafka.admin import connect_admin
 from pipeline.ops.collect import Record, read_topic
-from pipeline.ops.local_worker import REPO, env_for, produce_raw
 from pipeline.ops.replay_plan import H_ID, H_OFFSET, H_PARTITION, H_TOPIC, group_for
 from pipeline.serde import Codecs, build_request
 from tests.conftest import committed_total
+from tests.harness import REPO, env_for, produce_raw
 from tests.ops.conftest import Cli
 
 

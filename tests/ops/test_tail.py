@@ -8,9 +8,9 @@ import json
 import numpy as np
 
 from pipeline.config import Settings
-from pipeline.ops.local_worker import produce_raw
-from pipeline.processors.deadletter import PREFIX
 from pipeline.serde import Codecs, build_request
+from pipeline.serde.deadletter import PREFIX
+from tests.harness import produce_raw
 from tests.ops.conftest import Cli
 
 

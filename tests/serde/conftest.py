@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.serde.registry import client_module
 from pipeline.serde.store import SchemaStore
+
+client_module()  # confluent-kafka's registry client, imported without authlib's deprecation warning
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "schemas"

@@ -1,0 +1,149 @@
+"""The designs under test, each as a process of its own: how to start one, sample its memory, stop it.
+
+Every design runs in its own process so that its peak RSS is its own and the measuring code (generator,
+reader) never shares its GIL. The pipeline is the real worker (`pipeline worker`), configured through the
+same environment the end-to-end tests use (``env_for``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+from pipeline.config import Settings
+from tests.harness import REPO, env_for
+
+DESIGNS = ("pipeline", "raw_loop", "faust_per_event", "quix")
+LABELS = {
+    "pipeline": "this pipeline (input agent -> inference topic -> inference agent)",
+    "raw_loop": "raw confluent-kafka loop, one process",
+    "faust_per_event": "Faust agent, one event at a time",
+    "quix": "Quix Streams 3.28, StreamingDataFrame.apply per event",
+}
+QUIX_PYTHON = REPO / ".venv-quix" / "bin" / "python"
+
+
+def command(design: str, settings: Settings, model: str, batch: int, layout: str = "auto") -> list[str]:
+    """The command line that runs ``design`` on ``settings``' input and output topics; ``layout`` is the
+    pipeline's ``--process-per-role`` (its default: auto)."""
+    t = settings.topics
+    if design == "pipeline":
+        return [
+            sys.executable, "-m", "pipeline.cli.main", "worker", "--model", model,
+            "--batch-size", str(batch), "--no-status", "--process-per-role", layout,
+        ]  # fmt: skip
+    common = ["--bootstrap", settings.bootstrap_servers, "--input", t.input, "--output", t.output]
+    common += ["--group", f"{settings.group}.{design}", "--model", model, "--batch", str(batch)]
+    if design == "raw_loop":
+        return [sys.executable, "-m", "bench.raw_loop", *common]
+    if design == "faust_per_event":
+        return [sys.executable, "-m", "bench.faust_per_event", *common]
+    if design == "quix":
+        return [str(QUIX_PYTHON), "-m", "bench.quix_app", *common]
+    raise ValueError(f"unknown design {design!r}")
+
+
+class DesignProcess:
+    """A running design: its process group, the peak RSS of its process tree, and a stop that never leaves
+    it behind (SIGTERM to the group, SIGKILL after a grace period).
+
+    The peak is each process's own high-water mark (the kernel's ``VmHWM``), summed over the tree: exact
+    for a one-process design, an upper bound where a design runs several processes (their peaks need not
+    coincide). The marks are read every ``sample_s`` (a process's mark is gone once it exits): cheap,
+    where sampling RSS every 50 ms walked /proc for the tree and took 8% of a core from the design under
+    test, whose model threads pay about three times what an intruder takes (see the writer's poll)."""
+
+    def __init__(self, cmd: list[str], settings: Settings, sample_s: float = 1.0) -> None:
+        env = env_for(settings, PIPELINE_LOG_LEVEL="warning", PYTHONPATH=str(REPO))
+        # The output goes to a file: a pipe that nobody reads while it runs would fill up and block it.
+        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._marks: dict[int, int] = {}  # pid -> its peak RSS in bytes
+        self._sample_s = sample_s
+        self._stopping = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        try:
+            root = psutil.Process(self.proc.pid)
+        except psutil.Error:
+            return
+        self._read_marks(root)
+        while not self._stopping.wait(self._sample_s):
+            self._read_marks(root)
+        self._read_marks(root)  # the last marks, taken before the processes are stopped
+
+    def _read_marks(self, root: psutil.Process) -> None:
+        try:
+            pids = [root.pid] + [child.pid for child in root.children(recursive=True)]
+        except psutil.Error:
+            return
+        for pid in pids:
+            mark = high_water_mark(pid)
+            if mark is not None:
+                self._marks[pid] = max(self._marks.get(pid, 0), mark)
+
+    @property
+    def peak_rss(self) -> int:
+        return sum(self._marks.values())
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return self.peak_rss / 2**20
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self, tail: int = 3000) -> str:
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-tail:]
+
+    def stop(self, grace_s: float = 15.0) -> int:
+        """SIGTERM the whole group (the design drains and commits), SIGKILL if it does not exit in time."""
+        self._stopping.set()
+        self._sampler.join(timeout=5)  # its last reading is taken now, while the processes still run
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        return self.proc.wait()
+
+    def __enter__(self) -> DesignProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._log.close()
+
+
+def high_water_mark(pid: int) -> int | None:
+    """The process's peak resident set in bytes (``VmHWM``), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def quix_available() -> Path | None:
+    return QUIX_PYTHON if QUIX_PYTHON.is_file() else None

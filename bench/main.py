@@ -1,0 +1,198 @@
+"""`scripts/bench`: every design on one broker and the same generated data, in one run.
+
+Writes ``results/bench-<time>/`` (or ``--out``): ``bench.json`` (a top-level ``ratios`` object: pipeline
+events/s over the other's), ``bench.md`` (the table, the ratios against their targets, the latency curve)
+and ``latency.png``. ``--quick`` is the smoke mode (under two minutes): small backlogs, short latency
+windows, and for minilm-l6 only the pipeline and its ceiling (enough for every ratio).
+
+The broker: ``KAFKA_BOOTSTRAP`` when set; else a local broker in a state folder of the bench's own
+(``infra/kafka/.local/bench-state``), started here and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, get_args
+
+from bench.ceiling import model_ceiling
+from bench.designs import DESIGNS
+from bench.quixenv import ensure_quix_venv
+from bench.report import TARGETS, markdown, plot, ratios
+from bench.run import DesignRun, Phase, run_design
+from bench.workload import PARTITIONS
+from pipeline.config import Settings
+from pipeline.cpus import available_cpus
+from pipeline.worker.layout import ROLES, ProcessPerRole, process_groups
+from tests.harness import REPO
+
+KAFKA_LOCAL = REPO / "infra" / "kafka" / "kafka-local"
+BENCH_STATE = REPO / "infra" / "kafka" / ".local" / "bench-state"
+CURVE = (0.25, 0.5, 0.75, 1.0)
+
+# Per model: the backlog, the rate every design is offered for its latency figures (below the slowest
+# design's maximum, so that no design is measured saturated), the latency window, the designs, the curve.
+# The tiny backlog is long enough that the fastest design's span is several seconds (at 60,000 events the
+# raw loop's was two, and its rate moved by a third from run to run). minilm-l6's pipeline, compared with
+# the model's ceiling, drains three backlogs with the ceiling sampled before, between and after them: on a
+# shared 2-core host both moved by 10-15% from one 20-second sample to the next, and one sample of each
+# decided the ratio by chance.
+PLANS: dict[str, dict[str, tuple[Phase, tuple[str, ...]]]] = {
+    "full": {
+        "tiny": (Phase(events=150_000, rate=1000.0, seconds=8.0, curve=CURVE), DESIGNS),
+        "minilm-l6": (Phase(events=2_000, rate=40.0, seconds=8.0, curve=CURVE, legs=3), DESIGNS),
+    },
+    "quick": {
+        "tiny": (Phase(events=3_000, rate=500.0, seconds=1.0, curve=CURVE), DESIGNS),
+        "minilm-l6": (Phase(events=160, rate=40.0, seconds=1.0), ("pipeline",)),
+    },
+}
+
+
+@contextmanager
+def broker(log: Callable[[str], None]) -> Iterator[str]:
+    given = os.environ.get("KAFKA_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    env = {**os.environ, "KAFKA_LOCAL_STATE": str(BENCH_STATE)}
+    env.pop("KAFKA_PORT", None)
+    started = subprocess.run([str(KAFKA_LOCAL), "start"], env=env, capture_output=True, text=True)
+    if started.returncode != 0:
+        raise SystemExit(f"the bench broker did not start:\n{started.stderr[-3000:]}")
+    address = started.stdout.strip().splitlines()[-1]
+    log(f"broker {address} (state {BENCH_STATE})")
+    try:
+        yield address
+    finally:
+        subprocess.run([str(KAFKA_LOCAL), "stop"], env=env, capture_output=True)
+        log("broker stopped")
+
+
+def run(
+    quick: bool,
+    batch: int,
+    log: Callable[[str], None],
+    models: list[str] | None = None,
+    only: list[str] | None = None,
+    layout: ProcessPerRole = "auto",
+) -> dict[str, Any]:
+    """The whole run; ``models`` and ``only`` (designs) narrow it, for looking at one design at a time."""
+    plan = {m: p for m, p in PLANS["quick" if quick else "full"].items() if not models or m in models}
+    load_before = os.getloadavg()
+    quix = ensure_quix_venv(log) if not only or "quix" in only else None
+    samples: dict[str, list[float]] = {}
+
+    def ceiling(model: str, events: int) -> None:
+        """Measured right before the pipeline's run of the same model, between its legs and right after
+        it, so that the ratio compares figures taken around the same minutes on a shared machine; the
+        ceiling is the median sample (the highest was biased up by the host's noise)."""
+        value = model_ceiling(model, max(events, 20_000) if model == "tiny" else events, batch)
+        samples.setdefault(model, []).append(value)
+        log(f"{model:9s} ONNX Runtime alone at batch {batch}: {value:,.0f} events/s")
+
+    runs: list[DesignRun] = []
+    with broker(log) as bootstrap:
+        for model, (phase, designs) in plan.items():
+            for design in designs:
+                if design == "pipeline":
+                    ceiling(model, phase.events)
+                if only and design not in only:
+                    continue
+                if design == "quix" and quix is None:
+                    runs.append(DesignRun(design, model, phase.events, error="no .venv-quix (pip install failed)"))
+                    continue
+                if design == "pipeline":
+                    between = functools.partial(ceiling, model, phase.events)
+                    runs.append(run_design(bootstrap, design, model, batch, phase, log, layout, between))
+                    ceiling(model, phase.events)
+                else:
+                    design_phase = Phase(phase.events, phase.rate, phase.seconds)
+                    runs.append(run_design(bootstrap, design, model, batch, design_phase, log, layout))
+            if model not in samples:
+                ceiling(model, phase.events)
+    result: dict[str, Any] = {
+        "quick": quick,
+        "batch_size": batch,
+        "partitions": PARTITIONS,
+        "models": list(plan),
+        "throughput": "backlog of `events` on the input topic; (events-1) / (last output - first output), "
+        "broker append time (LogAppendTime) on the output topic",
+        "latency": "receive time on the output topic (reader process) minus created_at (set at send time), "
+        "at a fixed offered rate",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "pipeline_process_per_role": layout,
+        "pipeline_processes": ["+".join(group) for group in process_groups(ROLES, layout, available_cpus())],
+        "ceilings_events_per_s": {model: statistics.median(values) for model, values in samples.items()},
+        "ceiling_samples_events_per_s": samples,
+        "runs": [r.as_dict() for r in runs],
+        "targets": TARGETS,
+    }
+    result["ratios"] = ratios(result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description="The pipeline beside its ceilings and peers, in one run."
+    )
+    parser.add_argument("--quick", action="store_true", help="the smoke mode: small runs, under two minutes")
+    parser.add_argument("--json", type=Path, help="also write the JSON here")
+    parser.add_argument("--out", type=Path, help="results folder (default: results/bench-<time>)")
+    parser.add_argument("--batch-size", type=int, default=Settings().batch_size, help="the pipeline's default")
+    parser.add_argument("--models", help="comma-separated subset of: " + ", ".join(PLANS["full"]))
+    parser.add_argument(
+        "--process-per-role",
+        choices=get_args(ProcessPerRole),
+        default="auto",
+        help="the pipeline worker's process layout (default: auto, its own default)",
+    )
+    parser.add_argument("--designs", help="comma-separated subset of: " + ", ".join(DESIGNS))
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    out: Path = args.out or REPO / "results" / time.strftime("bench-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds: every design process and the broker are stopped
+
+    signal.signal(signal.SIGTERM, on_term)
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+    result = run(args.quick, args.batch_size, log, split(args.models), split(args.designs), args.process_per_role)
+    result["duration_s"] = round(time.monotonic() - started, 1)
+    text = json.dumps(result, indent=2)
+    (out / "bench.json").write_text(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+    table = markdown(result)
+    (out / "bench.md").write_text(table)
+    plot(result, out / "latency.png")
+    print(table)
+    print(f"results in {out} ({result['duration_s']:.0f} s)")
+    failed = [f"{r['design']}/{r['model']}" for r in result["runs"] if r.get("error")]
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

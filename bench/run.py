@@ -1,0 +1,151 @@
+"""One design on one model, start to finish: fresh topics, the backlog, the design's process, its
+throughput, its latency at the offered rate(s), its peak RSS, and the clean-up."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.designs import DesignProcess, command
+from bench.measure import ArrivalReader, DesignFailed, Generator, LatencyPoint, Throughput, drain_backlog
+from bench.workload import fresh_settings, preload
+from pipeline.config import Settings
+from pipeline.kafka.admin import connect_admin
+
+
+@dataclass
+class DesignRun:
+    design: str
+    model: str
+    events: int
+    events_per_s: float = 0.0  # the median leg's (one leg unless the phase asks for more)
+    span_s: float = 0.0
+    first_output_s: float = 0.0
+    model_busy: float = 0.0  # share of the span the model was running (see measure.Throughput)
+    peak_rss_mb: float = 0.0
+    latency: LatencyPoint | None = None  # at the model's common offered rate
+    curve: list[LatencyPoint] = field(default_factory=list)  # the pipeline's latency against load
+    legs_events_per_s: list[float] = field(default_factory=list)  # every leg's events/s, in run order
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """How long each part of a run is: the backlog, the latency windows, the offered rates."""
+
+    events: int
+    rate: float  # the offered rate every design sees for its latency figures
+    seconds: float  # each latency window
+    curve: Sequence[float] = ()  # fractions of the measured maximum (the pipeline's curve)
+    # Backlogs drained one after the other, each by a fresh process on fresh topics; events/s is the
+    # median leg's. With ``between`` (run_design) a ceiling is sampled between legs, so that a design
+    # compared with its ceiling on a noisy host is compared with samples taken around each of its legs.
+    legs: int = 1
+
+
+def run_design(
+    bootstrap: str,
+    design: str,
+    model: str,
+    batch: int,
+    phase: Phase,
+    log: Callable[[str], None],
+    layout: str = "auto",
+    between: Callable[[], None] | None = None,
+) -> DesignRun:
+    """Every leg of ``phase`` (``between`` runs between two legs), the latency figures after the last;
+    ``result`` takes the median leg. A failed leg ends the run with ``result.error`` saying how."""
+    result = DesignRun(design, model, phase.events)
+    legs: list[Throughput] = []
+
+    def run_leg(latency: bool) -> None:
+        """One backlog drained by a fresh process on fresh topics, then (``latency``) its latency figures."""
+        settings = fresh_settings(bootstrap, design, model)
+        try:
+            preload(settings, model, phase.events)
+            with DesignProcess(command(design, settings, model, batch, layout), settings) as proc:
+                started = time.time()
+                try:
+                    timeout_s = max(180.0, phase.events / 200)
+                    tp = drain_backlog(settings, phase.events, proc.alive, started, timeout_s)
+                    legs.append(tp)
+                    median = sorted(legs, key=lambda t: t.events_per_s)[len(legs) // 2]
+                    result.events_per_s, result.span_s = median.events_per_s, median.span_s
+                    result.first_output_s, result.model_busy = median.first_output_s, median.model_busy
+                    result.legs_events_per_s.append(tp.events_per_s)
+                    log(
+                        f"{model:9s} {design:16s} {tp.events_per_s:9,.0f} events/s ({phase.events} in "
+                        f"{tp.span_s:.2f} s, model busy {tp.model_busy:.0%})"
+                        + (f", leg {len(legs)} of {phase.legs}" if phase.legs > 1 else "")
+                    )
+                    if latency:
+                        _measure_latency(settings, model, design, phase, result.events_per_s, result, log)
+                except DesignFailed as exc:
+                    raise DesignFailed(f"{design}/{model}: {exc}\n--- its output:\n{proc.output()}") from None
+                finally:
+                    proc.stop()  # the sampler's last reading included
+                    result.peak_rss_mb = max(result.peak_rss_mb, proc.peak_rss_mb)
+        finally:
+            _delete_topics(settings)
+
+    try:
+        for leg in range(phase.legs):
+            if leg and between is not None:
+                between()
+            run_leg(latency=leg == phase.legs - 1)
+    except DesignFailed as exc:
+        result.error = str(exc)
+        log(f"{model:9s} {design:16s} FAILED: {exc}")
+    return result
+
+
+def _measure_latency(
+    settings: Settings,
+    model: str,
+    design: str,
+    phase: Phase,
+    maximum: float,
+    result: DesignRun,
+    log: Callable[[str], None],
+) -> None:
+    """At the phase's common rate, then at each curve fraction of ``maximum`` (the reported events/s)."""
+    reader = ArrivalReader(settings)
+    try:
+        generator = Generator(settings, model)
+        generator.warm_up(reader)
+        result.latency = generator.offer(reader, phase.rate, phase.seconds, seed=100)
+        _log_point(log, model, design, result.latency)
+        for k, fraction in enumerate(phase.curve):
+            point = generator.offer(reader, maximum * fraction, phase.seconds, seed=101 + k)
+            result.curve.append(point)
+            _log_point(log, model, design, point, f"{fraction:.0%} of max")
+    finally:
+        reader.close()
+
+
+def _log_point(log: Callable[[str], None], model: str, design: str, p: LatencyPoint, what: str = "") -> None:
+    log(
+        f"{model:9s} {design:16s} offered {p.offered_per_s:8,.0f}/s (sent {p.sent_per_s:8,.0f}/s) "
+        f"p50 {p.p50_ms:6.1f} p95 {p.p95_ms:6.1f} p99 {p.p99_ms:7.1f} ms {what}"
+    )
+
+
+def _delete_topics(settings: Settings) -> None:
+    """The run's topics, and whatever a framework made beside them (Faust's assignor topic), go: a broker
+    that keeps every run's partitions gets slower to start and to answer."""
+    prefix = settings.group  # every topic of the run starts with it (workload.fresh_settings)
+    try:
+        admin = connect_admin(settings)
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        if names:
+            for fut in admin.delete_topics(names, operation_timeout=15).values():
+                with contextlib.suppress(Exception):  # already gone, or a slow broker: nothing to fail for
+                    fut.result(timeout=20)
+    except Exception:
+        pass

@@ -1,0 +1,21 @@
+"""What a stage will write: one record for one topic, made from one consumed record.
+
+Stages return these instead of writing, so that a batch's outputs are written by one emitter
+(:meth:`~pipeline.kafka.writer.OutputWriter.emit`) under the batch's ticket, and a stage can be tested by
+feeding it records and reading the records that come out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: Headers | None = None
+    timestamp: int | None = None

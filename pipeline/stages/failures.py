@@ -1,0 +1,104 @@
+"""Where a failed event goes: one ``InferenceError`` on the error topic and the original record, with its
+context in headers, on the dead-letter topic. The router returns both records; the stage hands them to
+the emitter with the batch's other outputs, so the input offset is committed only once the broker has
+acknowledged them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.kafka.batching import InRecord
+from pipeline.kafka.records import Headers, OutRecord
+from pipeline.observability.metrics import Metrics
+from pipeline.serde import EventCodec, Failure, build_error
+from pipeline.serde.deadletter import DeadLetterContext, dead_letter_headers, describe_exception
+from pipeline.stages.hooks import HookRegistry
+
+log = logging.getLogger("pipeline.routing")
+
+# Carried from an input record to every record made from it, so an upstream trace continues downstream.
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def trace_headers(msg: InRecord) -> Headers:
+    return [(k, v) for k, v in (msg.headers() or ()) if k in TRACE_HEADERS and v is not None]
+
+
+@dataclass
+class FailureRouter:
+    error_codec: EventCodec
+    error_topic: str
+    dead_letter_topic: str
+    group: str
+    metrics: Metrics
+    hooks: HookRegistry = field(default_factory=HookRegistry)
+
+    def route(self, msg: InRecord, failure: Failure, batch_id: str) -> tuple[OutRecord, OutRecord]:
+        """The error event and the dead letter of one failed record."""
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        stage, code = str(failure.stage), str(failure.code)
+        error_event: dict[str, Any] = build_error(
+            stage=failure.stage,
+            error_code=failure.code,
+            message=failure.message,
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            event_id=failure.event_id,
+            retryable=failure.retryable,
+            attempts=failure.attempts,
+            model=failure.model,
+        )
+        self.metrics.events_failed.labels(stage, code).inc()
+        self.metrics.events_dead_lettered.labels(stage, code).inc()
+        key = failure.event_id.encode() if failure.event_id else msg.key()
+        error = OutRecord(self.error_topic, self.error_codec.encode(error_event), key, trace_headers(msg) or None)
+
+        cls, text, stack = describe_exception(failure.exception)
+        if failure.exception is None:
+            # a failure reported as a value (a model outcome), not raised: name its kind, no stack
+            cls, text, stack = f"pipeline.{stage.lower()}.{code}", failure.message, ""
+        ts_type, ts = msg.timestamp()
+        ctx = DeadLetterContext(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            timestamp=ts,
+            group=self.group,
+            stage=stage,
+            error_code=code,
+            attempts=failure.attempts,
+            exception_class=cls,
+            exception_message=text or failure.message,
+            stacktrace=stack,
+            event_id=failure.event_id,
+            model=failure.model,
+            batch_id=batch_id,
+        )
+        letter = OutRecord(
+            self.dead_letter_topic,
+            msg.value(),
+            msg.key(),
+            dead_letter_headers(msg.headers(), ctx),
+            ts if ts_type and ts > 0 else None,
+        )
+        if self.hooks.on_error:
+            try:
+                self.hooks.run_on_error(error_event)
+            except Exception as exc:  # already routed: an on-error hook cannot route it twice
+                log.warning("on_error hook failed for %s: %s", failure.event_id or "?", exc)
+        log.info(
+            "event routed to error and dead-letter",
+            extra={
+                "event_id": failure.event_id,
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "stage": stage,
+                "error_code": code,
+            },
+        )
+        return error, letter

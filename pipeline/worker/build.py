@@ -1,0 +1,198 @@
+"""The composition root: one function turns ``Settings`` into a worker process's runtime.
+
+Everything the hot path is made of is built here, once, in dependency order, and handed to whoever needs
+it at construction: codecs, the model service, hooks, the failure router, the stages, the writer (the one
+emitter), one offset tracker, batch policy, reader and hand-off per role, the Faust app and the lag
+monitor. Nothing is set on a part after it is built; the parts talk through what they were given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import faust
+
+from pipeline.config import Settings
+from pipeline.kafka.batching import Batch, BatchPolicy, ModelPaced
+from pipeline.kafka.clients import consumer_config, producer_config
+from pipeline.kafka.lag import LagMonitor
+from pipeline.kafka.offsets import OffsetTracker
+from pipeline.kafka.reader import BatchReader
+from pipeline.kafka.records import OutRecord
+from pipeline.kafka.retry import RetryPolicy
+from pipeline.kafka.writer import OutputWriter
+from pipeline.model.registry import load_registry
+from pipeline.model.service import ModelService
+from pipeline.observability.health import Health
+from pipeline.observability.metrics import Metrics
+from pipeline.serde import Codecs, EventCodec
+from pipeline.stages.failures import FailureRouter
+from pipeline.stages.hooks import HookRegistry
+from pipeline.stages.inference import InferenceStage
+from pipeline.stages.input import InputStage
+from pipeline.worker.fatal import FatalLatch
+from pipeline.worker.faust_app import FaustHandOff, add_role, new_app
+
+log = logging.getLogger("pipeline.worker")
+
+
+class Processor(Protocol):
+    """What an agent runs per batch: the records to write for it (the emitter writes them)."""
+
+    role: str
+
+    async def process(self, batch: Batch) -> list[OutRecord]: ...
+
+
+@dataclass(frozen=True)
+class RoleRuntime:
+    name: str
+    topics: tuple[str, ...]
+    priority_topics: tuple[str, ...]
+    stage: Processor
+    tracker: OffsetTracker
+    policy: BatchPolicy
+    handoff: FaustHandOff
+    reader: BatchReader
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A worker process's parts, built by :func:`build_runtime`."""
+
+    settings: Settings
+    metrics: Metrics
+    health: Health
+    fatal: FatalLatch
+    writer: OutputWriter
+    roles: tuple[RoleRuntime, ...]
+    models: ModelService | None
+    app: faust.App
+    lag: LagMonitor
+    stopped: threading.Event
+
+    def drain(self, timeout_s: float = 9.0) -> None:
+        """Stop reading, let in-flight batches finish, commit, flush. Blocking: call off the event loop."""
+        if self.stopped.is_set():
+            return
+        for role in self.roles:
+            role.reader.stop()
+        for role in self.roles:
+            if role.reader.is_alive():
+                role.reader.join(timeout=timeout_s)
+        left = self.writer.close(timeout_s=2.0)
+        if left:
+            log.warning("%d output(s) still unacknowledged at shutdown; their inputs stay uncommitted", left)
+        self.stopped.set()
+
+
+def worker_label(settings: Settings) -> str:
+    """What results name as their worker: the configured id, else host and pid (never used for membership)."""
+    return settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, health: Health) -> Runtime:
+    """Build every part of a worker process that runs ``roles``; the default model is loaded and warmed up
+    here, so a worker that cannot serve it fails before it joins any group."""
+    fatal = FatalLatch()
+    retry = RetryPolicy(max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_ms / 1000)
+    writer = OutputWriter(producer_config(settings), metrics, retry, on_fatal=fatal.trip)
+    codecs = Codecs.from_settings(settings)
+    hooks = HookRegistry.from_paths(
+        settings.hooks_pre, settings.hooks_post, settings.hooks_error, observer=metrics.observe_hook
+    )
+    app = new_app(settings)
+    built: list[RoleRuntime] = []
+    models: ModelService | None = None
+
+    def router(role: str) -> FailureRouter:
+        group = f"{settings.group}.{role}"
+        return FailureRouter(
+            codecs.error, settings.topics.error, settings.topics.dead_letter, group, metrics, hooks=hooks
+        )
+
+    def add(
+        name: str, topics: Sequence[str], stage: Processor, policy: BatchPolicy, priority: Sequence[str] = ()
+    ) -> None:
+        tracker = OffsetTracker()
+        handoff = FaustHandOff(app)
+        reader = BatchReader(
+            name,
+            _reader_config(settings, name),
+            topics,
+            policy,
+            tracker,
+            handoff,
+            metrics,
+            priority_topics=priority,
+            on_assigned=lambda: health.assigned(name),
+            on_fatal=fatal.trip,
+            drain_timeout_s=settings.drain_timeout_s,
+        )
+        add_role(app, name, handoff, stage.process, writer.emit, reader)
+        built.append(RoleRuntime(name, tuple(topics), tuple(priority), stage, tracker, policy, handoff, reader))
+
+    if "input" in roles:
+        registry = load_registry(settings.models_file)
+        stage = InputStage(
+            codecs.request,
+            router("input"),
+            settings.topics.inference,
+            settings.topics.inference_priority,
+            frozenset(registry.names()),
+            settings.model,
+            metrics,
+        )
+        add("input", [settings.topics.input], stage, BatchPolicy(settings.input_batch_size, settings.batch_max_wait_ms))
+    if "inference" in roles:
+        models = ModelService.from_settings(settings)  # loads and warms up the default model
+        runner = models.runner()
+        metrics.publish_model(runner.info.name, runner.info.version, runner.provider)
+        # Its records were validated by the input role; the model runtime checks tensors and texts again
+        # per event before batching.
+        request_codec = EventCodec.from_settings(settings, "request", validate=False)
+        inference = InferenceStage(
+            request_codec,
+            codecs.result,
+            models,
+            router("inference"),
+            settings.topics.output,
+            worker_label(settings),
+            metrics,
+            hooks=hooks,
+            retry=retry,
+            batch_size=settings.batch_size,
+        )
+        service = models
+        policy = BatchPolicy(
+            settings.batch_size,
+            settings.batch_max_wait_ms,
+            size=ModelPaced(
+                settings.batch_size,
+                settings.inference_item_budget_ms / 1000.0,
+                settings.inference_item_max_events,
+                lambda: service.typical_batch_s,
+            ),
+        )
+        add("inference", [settings.topics.inference], inference, policy, [settings.topics.inference_priority])
+    lag = LagMonitor(settings, {f"{settings.group}.{r.name}": [*r.topics, *r.priority_topics] for r in built}, metrics)
+    return Runtime(settings, metrics, health, fatal, writer, tuple(built), models, app, lag, threading.Event())
+
+
+def _reader_config(settings: Settings, role: str) -> dict[str, Any]:
+    """Each role reads in a consumer group of its own (never the Faust app's), with static membership when
+    the worker has an id, so a restart takes its partitions straight back."""
+    overrides: dict[str, Any] = {
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": settings.session_timeout_ms,
+        "max.poll.interval.ms": max(60_000, settings.session_timeout_ms),
+    }
+    if settings.worker_id:
+        overrides["group.instance.id"] = f"{settings.worker_id}.{role}"
+    return consumer_config(settings, f"{settings.group}.{role}", **overrides)

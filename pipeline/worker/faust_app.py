@@ -1,0 +1,206 @@
+"""The Faust glue, and the only module that imports Faust: agents are the processors, and their stream
+items are micro-batches.
+
+Each role has a ``BatchReader`` thread that reads its topics with a Kafka client in a consumer group of its
+own and hands each batch over (:class:`FaustHandOff`) to the role's agent, which runs its stage on the
+batch and gives the stage's records to the one emitter. Faust's own consumer only follows the control
+topic (a Faust app needs one topic subscription), so its per-event machinery stays off the hot topics.
+Swapping Faust for another runner means rewriting this module alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import tempfile
+from collections.abc import Awaitable, Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+import faust
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
+
+from pipeline.config import Settings
+from pipeline.kafka.batching import Batch
+from pipeline.kafka.offsets import Ticket
+from pipeline.kafka.reader import BatchReader
+from pipeline.kafka.records import OutRecord
+from pipeline.worker.fatal import FatalLatch
+
+log = logging.getLogger("pipeline.app")
+
+Process = Callable[[Batch], Awaitable[list[OutRecord]]]
+Emit = Callable[[list[OutRecord], Ticket], None]
+
+
+def faust_broker_url(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust (aiokafka) speaks for itself to the broker for the control topic: give it the same security."""
+    sec = settings.security
+    if sec.security_protocol == "PLAINTEXT":
+        return None
+    import ssl
+
+    context = None
+    if sec.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=sec.ssl_ca_location)
+        if sec.ssl_certificate_location and sec.ssl_key_location:
+            password = sec.ssl_key_password.get_secret_value() if sec.ssl_key_password else None
+            context.load_cert_chain(sec.ssl_certificate_location, sec.ssl_key_location, password)
+    if sec.security_protocol.startswith("SASL"):
+        password = sec.sasl_password.get_secret_value() if sec.sasl_password else ""
+        return faust.SASLCredentials(
+            username=sec.sasl_username or "",
+            password=password,
+            ssl_context=context,
+            mechanism=sec.sasl_mechanism or "PLAIN",
+        )
+    return faust.SSLCredentials(context)
+
+
+def new_app(settings: Settings, datadir: Path | None = None) -> faust.App:
+    """The worker's Faust app, subscribed to the control topic only; roles are added with :func:`add_role`."""
+    app = faust.App(
+        f"{settings.group}.faust",
+        broker=faust_broker_url(settings.bootstrap_servers),
+        broker_credentials=faust_credentials(settings),
+        datadir=str(datadir or Path(tempfile.gettempdir()) / f"pipeline-faust-{settings.group}"),
+        web_enabled=False,
+        consumer_auto_offset_reset="latest",
+        producer_acks=-1,
+        topic_partitions=1,
+        topic_replication_factor=settings.replication_factor,
+    )
+    control = app.topic(settings.topics.control, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(control, name="control")
+    async def control_agent(stream: Any) -> None:
+        async for _ in stream:  # nothing is sent here yet; the subscription keeps Faust's conductor happy
+            pass
+
+    return app
+
+
+class BatchChannel(faust.Channel):
+    """The hand-off channel of a role: an ``app.channel()`` that Faust's own rebalances cannot empty.
+
+    Faust treats a channel's items as its own consumer's events. When the Faust app's group rebalances (a
+    worker, or a role process, joining or leaving) it clears every agent's channel queue, and its stream
+    skips any event sent under an earlier consumer generation or while its flow is suspended: both fine
+    for records its consumer would fetch again, but our items are batches read by our own consumers,
+    whose tickets stay open until processed. A batch lost that way was never committed past, so its
+    partitions stalled until the next restart. So a batch goes onto the queue as a plain value (``put``,
+    not ``send``: the stream yields it with no generation check) and the queue has flow control of its own,
+    which Faust never suspends or clears; the bounded queue is still the backpressure.
+    """
+
+    @property
+    def queue(self) -> Any:
+        if self._queue is None:
+            self._queue = ThrowableQueue(
+                maxsize=self.maxsize or 0,
+                flow_control=FlowControlEvent(initially_suspended=False),
+                clear_on_resume=False,
+            )
+        return self._queue
+
+    async def hand_over(self, batch: Batch) -> None:
+        """Give the batch to the agent iterating this channel; waits while its queue is full."""
+        await self.put(batch)  # type: ignore[arg-type]
+
+
+class FaustHandOff:
+    """A reader's way into its agent: a bounded :class:`BatchChannel`, and counts of the batches handed over
+    and finished. Each count has one writer (the reader thread, the event loop), so the reader thread reads
+    both without a lock."""
+
+    def __init__(self, app: faust.App, maxsize: int = 2) -> None:
+        self.channel = BatchChannel(app, maxsize=maxsize)
+        self.handed = 0
+        self.finished = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop the agent runs on; set by the reader task before the reader starts."""
+        self._loop = loop
+
+    def idle(self) -> bool:
+        return self.finished >= self.handed
+
+    def put(self, batch: Batch, stopping: Callable[[], bool]) -> bool:
+        """Blocks while the channel is full: that is the backpressure that bounds memory."""
+        if self._loop is None:
+            return False
+        self.handed += 1  # before the hand-over: the agent may finish it before the put returns here
+        try:
+            future = asyncio.run_coroutine_threadsafe(self.channel.hand_over(batch), self._loop)
+        except RuntimeError:  # the loop is closed
+            return False
+        while True:
+            try:
+                future.result(timeout=0.5)
+                return True
+            except FutureTimeout:
+                if stopping():
+                    # If it arrived after all, its ticket is dead by now and the agent skips it.
+                    future.cancel()
+                    return False
+            except Exception:  # cancelled with the loop
+                return False
+
+
+def add_role(
+    app: faust.App, role: str, handoff: FaustHandOff, process: Process, emit: Emit, reader: BatchReader
+) -> None:
+    """The role's agent (iterates the hand-off, runs the stage, emits its records) and the task that starts
+    the role's reader once the agent listens."""
+
+    async def agent(stream: Any) -> None:
+        async for batch in stream:
+            ticket = batch.ticket
+            try:
+                if not ticket.live:
+                    continue  # its partitions were revoked or rewound before it started
+                emit(await process(batch), ticket)
+            except Exception as exc:  # never let a crashing agent skip its batch: rewind it instead
+                log.exception("%s agent: batch %d raised; it will be rewound", role, ticket.id)
+                ticket.tracker.fail(ticket, exc)
+            finally:
+                handoff.finished += 1
+
+    agent.__name__ = f"{role}_agent"
+    app.agent(handoff.channel, name=f"{role}_agent")(agent)
+
+    async def start_reader() -> None:
+        while handoff.channel.subscriber_count == 0:  # a batch sent before the agent subscribes would vanish
+            await asyncio.sleep(0.01)
+        handoff.bind(asyncio.get_running_loop())
+        reader.start()
+
+    start_reader.__name__ = f"{role}_reader"
+    app.task(start_reader)
+
+
+class PipelineWorker(faust.Worker):
+    """A Faust worker that drains the hot path before Faust stops its services, and stops as on SIGTERM
+    when the hot path turns fatal."""
+
+    def __init__(self, app: faust.App, drain: Callable[[], None], fatal: FatalLatch, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._drain = drain
+        self.spinner = None  # no terminal animation in logs and pipes
+        fatal.subscribe(lambda _exc: self.request_stop())
+
+    async def _stop_on_signal(self, sig: signal.Signals) -> None:
+        log.info("%s: draining the hot path", sig.name)
+        await asyncio.get_running_loop().run_in_executor(None, self._drain)
+        await super()._stop_on_signal(sig)
+
+    def request_stop(self) -> None:
+        """From any thread: stop as on SIGTERM."""
+        self.loop.call_soon_threadsafe(self._schedule_shutdown, signal.SIGTERM)

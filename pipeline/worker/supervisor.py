@@ -1,0 +1,191 @@
+"""A worker whose roles run as processes of their own, under one supervising process.
+
+The supervisor is what an operator or orchestrator sees: one command, one pid to signal, one exit code,
+one HTTP port. The processes count into prometheus_client's multiprocess files (a folder the supervisor
+makes and removes), which the supervisor serves as one ``/metrics``; each process publishes its readiness
+checks there too, so ``/readyz`` holds only while every process is ready. It starts a process per role
+group (``multiprocessing`` spawn: a fresh interpreter that shares nothing with this one, librdkafka
+threads included), forwards SIGTERM and SIGINT so that each
+process drains and commits as a lone worker would, and stops them all when one stops, so that a fatal
+error in one role ends the worker with that role's exit code instead of leaving half a pipeline running.
+A process also gets SIGTERM when the supervisor dies without a word (``PR_SET_PDEATHSIG`` on Linux).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+from pipeline.config import Settings
+from pipeline.observability.health import CHECKS
+from pipeline.observability.http import HealthServer
+from pipeline.observability.status import StatusLine
+
+log = logging.getLogger("pipeline.supervisor")
+
+PR_SET_PDEATHSIG = 1
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+STOP_MARGIN_S = 20.0  # past the drain timeout, before a process that does not stop is killed
+
+
+def run_supervised(
+    settings: Settings, groups: Sequence[tuple[str, ...]], loglevel: str, status_line: bool = False
+) -> int:
+    """Run one process per group until a signal or until one of them exits; returns the worker's code."""
+    return Supervisor(settings, groups, loglevel, status_line).run()
+
+
+class Supervisor:
+    def __init__(
+        self, settings: Settings, groups: Sequence[tuple[str, ...]], loglevel: str, status_line: bool = False
+    ) -> None:
+        self.settings = settings
+        self.groups = list(groups)
+        self.loglevel = loglevel
+        self.status_line = status_line
+        self.names = ["+".join(group) for group in self.groups]
+        self.procs: list[BaseProcess] = []
+        self._signalled: signal.Signals | None = None
+        self._metrics_dir = tempfile.mkdtemp(prefix="pipeline-metrics-")
+        self._registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(self._registry, path=self._metrics_dir)
+
+    def run(self) -> int:
+        server = None
+        status = None
+        if self.settings.metrics_port:
+            server = HealthServer(self.settings.metrics_port, self.readiness, self.metrics).start()
+            log.info("metrics and health on :%d (/metrics, /healthz, /readyz), for every process", server.port)
+        if self.status_line:
+            status = StatusLine(self._registry.collect)
+            status.start()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            try:
+                self._start_processes()
+            except BaseException:
+                self._stop_all()  # none of them outlives a supervisor that could not start them all
+                raise
+            return self._supervise()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if status is not None:
+                status.stop()
+            if server is not None:
+                server.stop()
+            shutil.rmtree(self._metrics_dir, ignore_errors=True)
+
+    def metrics(self) -> bytes:
+        """Every process's metrics, added up (prometheus_client's multiprocess collector)."""
+        return generate_latest(self._registry)
+
+    def readiness(self) -> dict[str, bool]:
+        """Each check holds only while it holds in every running process; a process that has not published
+        its checks yet holds none."""
+        pids = {str(proc.pid) for proc in self.procs if proc.pid is not None and proc.exitcode is None}
+        seen: dict[str, dict[str, bool]] = {}
+        for family in self._registry.collect():
+            for sample in family.samples:
+                if sample.name == "pipeline_ready_check":
+                    pid = sample.labels.get("pid", "")
+                    seen.setdefault(pid, {})[sample.labels.get("check", "")] = sample.value == 1
+        running = len(pids) == len(self.procs)
+        return {check: running and all(seen.get(pid, {}).get(check, False) for pid in pids) for check in CHECKS}
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signalled = signal.Signals(signum)
+
+    def _start_processes(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        # A spawned interpreter picks its metric storage when it first imports prometheus_client: with
+        # this variable set, in files the supervisor reads.
+        previous = os.environ.get(MULTIPROC_ENV)
+        os.environ[MULTIPROC_ENV] = self._metrics_dir
+        try:
+            for name, roles in zip(self.names, self.groups, strict=True):
+                proc = ctx.Process(
+                    target=process_main,
+                    args=(self.settings, roles, self.loglevel, os.getpid()),
+                    name=f"pipeline-worker-{name}",
+                )
+                proc.start()
+                log.info("worker process %s: pid %s", name, proc.pid)
+                self.procs.append(proc)
+        finally:
+            if previous is None:
+                os.environ.pop(MULTIPROC_ENV, None)
+            else:
+                os.environ[MULTIPROC_ENV] = previous
+
+    def _supervise(self) -> int:
+        codes: dict[str, int] = {}  # in the order the processes exited
+        stopping_since: float | None = None
+        deadline = self.settings.drain_timeout_s + STOP_MARGIN_S
+        while True:
+            if self._signalled is not None and stopping_since is None:
+                log.info("%s: stopping every worker process", self._signalled.name)
+                stopping_since = self._stop_all()
+            for name, proc in zip(self.names, self.procs, strict=True):
+                if proc.exitcode is None or name in codes:
+                    continue
+                codes[name] = exit_status(proc.exitcode)
+                if proc.pid is not None:
+                    multiprocess.mark_process_dead(proc.pid, self._metrics_dir)
+                if stopping_since is None:
+                    log.error("worker process %s exited (%d); stopping the others", name, codes[name])
+                    stopping_since = self._stop_all()
+            if len(codes) == len(self.procs):
+                return next((code for code in codes.values() if code), 0)
+            if stopping_since is not None and time.monotonic() - stopping_since > deadline:
+                for name, proc in zip(self.names, self.procs, strict=True):
+                    if proc.is_alive():
+                        log.error("worker process %s did not stop in %.0f s; killing it", name, deadline)
+                        proc.kill()
+            wait([proc.sentinel for proc in self.procs if proc.exitcode is None], timeout=0.2)
+
+    def _stop_all(self) -> float:
+        for proc in self.procs:
+            if proc.is_alive() and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+        return time.monotonic()
+
+
+def exit_status(exitcode: int) -> int:
+    """A process's exit code as a shell reports it: 128 + N for a process killed by signal N."""
+    return 128 - exitcode if exitcode < 0 else exitcode
+
+
+def process_main(settings: Settings, roles: tuple[str, ...], loglevel: str, supervisor_pid: int) -> None:
+    """The entry point of one worker process (a fresh interpreter)."""
+    _stop_with_supervisor(supervisor_pid)
+    from pipeline.observability.logs import configure_logging, settings_secrets
+    from pipeline.worker.run import run_worker
+
+    configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
+    sys.exit(run_worker(settings, roles, loglevel=loglevel))
+
+
+def _stop_with_supervisor(supervisor_pid: int) -> None:
+    """Ask the kernel for a SIGTERM when the supervisor dies, so that no role outlives it (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor_pid:  # it died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,142 @@
+"""The end-to-end harness: run a real `pipeline worker` process, feed it, and read what it wrote. Shared by
+the tests, the benchmark and the figures script; not part of the installed package."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from pipeline.config import Settings
+from pipeline.kafka.admin import connect_admin
+from pipeline.kafka.clients import producer_config
+from pipeline.kafka.topics import create_topics, topic_specs
+from pipeline.serde import Codecs
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout the worker runs from
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env["KAFKA_BOOTSTRAP"] = settings.bootstrap_servers
+    env["PIPELINE_GROUP"] = settings.group
+    env["PIPELINE_PARTITIONS"] = str(settings.partitions)
+    env["PIPELINE_MODEL_CACHE"] = str(settings.model_cache)
+    env["PIPELINE_LOG_LEVEL"] = "info"
+    for role, name in settings.topics.all().items():
+        env[f"PIPELINE_TOPICS__{role.upper()}"] = name
+    env.update(extra)
+    return env
+
+
+def create_pipeline_topics(settings: Settings) -> None:
+    create_topics(connect_admin(settings), topic_specs(settings))
+
+
+class WorkerProcess:
+    """`pipeline worker` in a subprocess; its output is kept and scanned for readiness."""
+
+    def __init__(self, settings: Settings, *args: str, **env: str) -> None:
+        self.cmd = [sys.executable, "-m", "pipeline.cli.main", "worker", *args]
+        self.env = env_for(settings, **env)
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> WorkerProcess:
+        self.proc = subprocess.Popen(
+            self.cmd,
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_assigned(self, role: str = "inference", timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        needle = f"{role} reader: assigned"
+        while time.monotonic() < deadline:
+            if any(needle in line for line in self.lines):
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.output()[-4000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"worker not ready within {timeout_s}s:\n{self.output()[-4000:]}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self, timeout_s: float = 20.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout_s)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.alive():
+            try:
+                self.terminate()
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def produce_raw(
+    settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]]
+) -> int:
+    producer = Producer(producer_config(settings))
+    n = 0
+    for key, value, headers in records:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, headers=headers or None)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        n += 1
+        if n % 5000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+    return n
+
+
+def produce_requests(
+    settings: Settings, requests: Iterable[dict[str, Any]], topic: str | None = None, keyed: bool = True
+) -> list[str]:
+    codec = Codecs.from_settings(settings).request
+    ids: list[str] = []
+
+    def records() -> Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]]:
+        for req in requests:
+            ids.append(req["event_id"])
+            yield (req["event_id"].encode() if keyed else None), codec.encode(req), None
+
+    produce_raw(settings, topic or settings.topics.input, records())
+    return ids
