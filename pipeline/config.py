@@ -93,7 +93,8 @@ class Settings(BaseSettings):
     security: KafkaSecurity = Field(default_factory=KafkaSecurity)
     topics: Topics = Field(default_factory=Topics)
     partitions: int = Field(default=4, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    # None: follow the cluster, min(3, its brokers); pipeline/kafka/topics.py holds the rule.
+    replication_factor: int | None = Field(default=None, ge=1)
     dead_letter_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
     group: str = "pipeline"
     worker_id: str | None = None
@@ -114,6 +115,10 @@ class Settings(BaseSettings):
     # A model batch whose runs typically take less than this runs on the event loop itself: for a small
     # model the hop to the model thread and back costs more than the run. 0: always on the model thread.
     model_inline_max_ms: float = Field(default=1.0, ge=0)
+    # A model batch still running after this long is cancelled and its events fail as TIMEOUT (retryable):
+    # a stuck model or device must not hold a partition forever. A model's own `batch_timeout_ms` in
+    # models.toml wins. 0: no deadline.
+    model_batch_timeout_ms: int = Field(default=30_000, ge=0)
 
     # Hot path. A role's reader hands its agent a batch at N events, W ms after its first event, or at once
     # when the agent is idle (pipeline/kafka/batching.py holds the rule).
@@ -124,10 +129,31 @@ class Settings(BaseSettings):
     # typically run within this budget, up to this many events.
     inference_item_budget_ms: int = Field(default=20, ge=0)
     inference_item_max_events: int = Field(default=480, ge=1)
-    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    # A broker outage shorter than the session costs no rebalance (nothing is read twice); a worker that
+    # dies without a worker id gives its partitions to the others after this long.
+    session_timeout_ms: int = Field(default=30_000, ge=1000)
     drain_timeout_s: float = Field(default=8.0, gt=0)
+    # Offsets are committed at most this often; after a crash, the events answered twice are those in
+    # flight (at most three items per role) plus those answered within one interval.
+    commit_interval_ms: int = Field(default=100, ge=0)
+    # Produce retries (transient broker errors), before a batch is given up and read again.
     retry_max_attempts: int = Field(default=5, ge=1)
     retry_base_delay_ms: int = Field(default=100, ge=0)
+    # A batch that fails for a cause outside its events (broker, registry, model) is read again after a
+    # backoff that doubles while the same offset keeps failing, up to the cap.
+    rewind_backoff_ms: int = Field(default=200, ge=0)
+    rewind_backoff_max_ms: int = Field(default=30_000, ge=0)
+    # Records written and not yet acknowledged; past it the readers hand over nothing until the broker
+    # catches up (a long outage under a backlog then fills no queue).
+    max_in_flight_outputs: int = Field(default=20_000, ge=100)
+    # The model's circuit breaker: it opens after this many failed model batches in a row (the model, not
+    # the events: it did not answer a known-good probe either), then probes with a growing backoff.
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_backoff_ms: int = Field(default=1_000, ge=1)
+    breaker_backoff_max_ms: int = Field(default=30_000, ge=1)
+    # /healthz fails when a role has had work in flight, held nothing on purpose and committed nothing
+    # for this long.
+    stall_timeout_s: float = Field(default=120.0, gt=0)
     # Young-generation threshold of Python's cyclic garbage collector in a worker (0: Python's own, 700).
     # Python's default runs a collection every few hundred allocations and full ones that walk the whole
     # heap; see pipeline/worker/gc.py.
@@ -140,6 +166,9 @@ class Settings(BaseSettings):
     hooks_pre: list[str] = Field(default_factory=list)
     hooks_post: list[str] = Field(default_factory=list)
     hooks_error: list[str] = Field(default_factory=list)
+    # A hook call running longer than this is interrupted and fails its event as TIMEOUT (stage HOOK): a
+    # hook runs on the event loop, where a stuck one would stall the whole worker. 0: no deadline.
+    hook_timeout_ms: int = Field(default=1000, ge=0)
 
     # Operations
     metrics_port: int = Field(default=0, ge=0, le=65535)
@@ -189,6 +218,25 @@ class ConfigError(Exception):
     """A configuration file or value that cannot be used; its message is meant for the user."""
 
 
+def env_name(loc: tuple[Any, ...]) -> str:
+    """The environment variable of a setting's location (``("topics", "input")`` ->
+    ``PIPELINE_TOPICS__INPUT``); ``bootstrap_servers`` is also ``KAFKA_BOOTSTRAP``."""
+    name = "PIPELINE_" + "__".join(str(part).upper() for part in loc if not isinstance(part, int))
+    return f"{BOOTSTRAP_ENV} or {name}" if loc == ("bootstrap_servers",) else name
+
+
+def describe_invalid(exc: Any) -> str:
+    """One line naming each invalid setting, its environment variable, what is wrong and what was given."""
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error.get("loc", ()))
+        setting = ".".join(str(part) for part in loc) or "settings"
+        given = error.get("input")
+        shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
+        problems.append(f"setting {setting} ({env_name(loc)}): {error.get('msg', 'invalid')}{shown}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Load settings, reading ``config_file`` (or ``$PIPELINE_CONFIG``) as TOML when given."""
     from pydantic import ValidationError
@@ -204,7 +252,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from None
+        raise ConfigError(describe_invalid(exc)) from None
     except Exception as exc:  # tomllib errors and the like
         raise ConfigError(f"cannot read configuration: {exc}") from None
     finally:

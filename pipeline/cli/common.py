@@ -14,6 +14,7 @@ from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.kafka.admin import BrokerUnavailable
 from pipeline.model.errors import ModelError
 from pipeline.ops.errors import CommandError
+from pipeline.stages.hooks import HookConfigError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,7 +43,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, BrokerUnavailable, ModelError, CommandError) as exc:
+        except (ConfigError, BrokerUnavailable, ModelError, CommandError, HookConfigError) as exc:
             # their message is already meant for a person: one line, non-zero exit, no traceback
             raise fail(str(exc)) from None
         except KeyboardInterrupt:

@@ -17,7 +17,9 @@ app = typer.Typer(help="Create and inspect the pipeline's topics.", no_args_is_h
 def create(
     ctx: typer.Context,
     partitions: int | None = typer.Option(None, min=1, help="Partitions per topic (config: partitions)."),
-    replication: int | None = typer.Option(None, min=1, help="Replication factor (config)."),
+    replication: int | None = typer.Option(
+        None, min=1, help="Replication factor (config; default: min(3, the cluster's brokers))."
+    ),
 ) -> None:
     """Create the pipeline's topics; existing ones are left as they are."""
     settings = settings_from(ctx, partitions=partitions, replication_factor=replication)
@@ -38,14 +40,22 @@ def describe(ctx: typer.Context) -> None:
     specs = topic_specs(settings)
     states = describe_topics(admin, [s.name for s in specs])
     table = Table(title=f"topics on {settings.bootstrap_servers}")
-    for col in ("role", "topic", "partitions", "replication", "retention.ms", "min.insync.replicas"):
+    for col in (
+        "role",
+        "topic",
+        "partitions",
+        "replication",
+        "retention.ms",
+        "min.insync.replicas",
+        "max.message.bytes",
+    ):
         table.add_column(col)
     missing = []
     for spec in specs:
         st = states.get(spec.name)
         if st is None:
             missing.append(spec.name)
-            table.add_row(spec.role, spec.name, "[red]missing[/]", "", "", "")
+            table.add_row(spec.role, spec.name, "[red]missing[/]", "", "", "", "")
             continue
         table.add_row(
             spec.role,
@@ -54,6 +64,7 @@ def describe(ctx: typer.Context) -> None:
             str(st.replication),
             st.config.get("retention.ms", ""),
             st.config.get("min.insync.replicas", ""),
+            st.config.get("max.message.bytes", ""),
         )
     console().print(table)
     if missing:

@@ -7,8 +7,7 @@ from enum import StrEnum
 
 import typer
 
-from pipeline.cli.common import err_console, handle_errors, settings_from
-from pipeline.kafka.admin import connect_admin
+from pipeline.cli.common import CommandError, err_console, handle_errors, settings_from
 from pipeline.observability.logs import configure_logging, settings_secrets
 
 
@@ -49,6 +48,7 @@ def worker(
     """Run the pipeline's agents in the foreground until SIGTERM or Ctrl-C."""
     from pipeline.cpus import available_cpus
     from pipeline.worker.layout import ROLES, process_groups
+    from pipeline.worker.preflight import PreflightError, preflight
     from pipeline.worker.run import HealthBinding, run_worker
     from pipeline.worker.supervisor import run_supervised
 
@@ -63,8 +63,11 @@ def worker(
         process_per_role=process_per_role.value if process_per_role else None,
     )
     configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
-    connect_admin(settings)  # a clear line now rather than a Faust traceback later
     roles = ROLES if role is Role.all else (role.value,)
+    try:
+        settings = preflight(settings, roles)  # a clear line now rather than a traceback at the first record
+    except PreflightError as exc:
+        raise CommandError(str(exc)) from None
     groups = process_groups(roles, settings.process_per_role, available_cpus())
     err_console().print(
         f"worker role={role.value} broker={settings.bootstrap_servers} model={settings.model} "

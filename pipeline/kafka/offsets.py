@@ -38,6 +38,7 @@ class Ticket:
     live: bool = True
     error: BaseException | None = field(default=None, repr=False)
     delivery: Any = field(default=None, repr=False)  # the writer's delivery callback for this batch
+    outputs: Any = field(default=None, repr=False)  # the records emitted for it, to find a refused one
 
     @property
     def done(self) -> bool:
@@ -92,6 +93,18 @@ class OffsetTracker:
             ticket.error = error
             if ticket.live:
                 self._failed.append(ticket)
+                self._stop_later_locked(ticket)
+
+    def _stop_later_locked(self, ticket: Ticket) -> None:
+        """Batches after a failed one on its partitions must not be processed: they would be answered
+        before it is read again, out of order. The reader rewinds to the failed batch; these come again."""
+        for tp in ticket.ranges:
+            later = False
+            for queued in self._queues.get(tp, ()):
+                if queued is ticket:
+                    later = True
+                elif later:
+                    queued.live = False
 
     def _advance_locked(self, ticket: Ticket) -> None:
         if not ticket.done:
@@ -146,6 +159,11 @@ class OffsetTracker:
                 if queue is not None and ticket in queue:
                     queue.remove(ticket)
             self._changed.notify_all()
+
+    def in_flight_any(self) -> bool:
+        """Whether any batch is open (handed over and not yet committable)."""
+        with self._lock:
+            return any(any(t.live for t in queue) for queue in self._queues.values())
 
     def in_flight(self, tps: Iterable[TP]) -> int:
         with self._lock:

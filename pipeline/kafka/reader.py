@@ -6,8 +6,12 @@ that reads in batches and hands each batch over as one item runs at the client's
 offsets ours to commit after the outputs are acknowledged.
 
 The thread owns the consumer: it polls, closes batches by size or deadline, commits what the tracker
-allows, rewinds partitions whose batch failed, pauses bulk partitions while the priority lane has
-records, and on revocation or shutdown waits for in-flight batches before it commits and lets go.
+allows (at most every ``commit_interval_s``), and holds partitions (pauses them, dropping what was already
+fetched for them) for three reasons: the bulk while the priority lane has records; a failed batch's
+partitions while they wait out an exponential backoff before they are read again (rewind); every partition
+while its gate says so (the model's circuit open, the writer's backlog full). On revocation or shutdown it
+waits for in-flight batches before it commits and lets go. Nothing transient stops it: a failed batch is
+read again, and a consumer that hit a fatal client error is replaced by a new one.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from pipeline.kafka.batching import Batch, BatchPolicy
 from pipeline.kafka.lane import PriorityLane
-from pipeline.kafka.offsets import TP, OffsetTracker
+from pipeline.kafka.offsets import TP, OffsetTracker, Ticket
+from pipeline.kafka.retry import RetryPolicy
+from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
 
 log = logging.getLogger("pipeline.reader")
@@ -31,6 +37,7 @@ log = logging.getLogger("pipeline.reader")
 # How often an open batch looks again whether the agent turned idle.
 _IDLE_CHECK_S = 0.002
 _IDLE_POLL_S = 0.2  # an idle reader's poll: how soon it sees a stop or commits a settled batch
+_RECONNECT_CHECK_S = 1.0  # while the broker is unreachable, how often to ask whether it is back
 
 
 class HandOff(Protocol):
@@ -46,6 +53,10 @@ class HandOff(Protocol):
         ...
 
 
+Gate = Callable[[], str | None]
+"""Why every partition must be held right now (the model's circuit is open, ...), or None."""
+
+
 @dataclass
 class ReaderStats:
     consumed: int = 0
@@ -57,7 +68,7 @@ class ReaderStats:
 
 
 class FatalReaderError(Exception):
-    """The reader cannot go on without risking loss; the worker must stop with a non-zero exit."""
+    """The consumer reported a fatal error: it cannot be used again; the reader makes a new one."""
 
 
 class BatchReader(threading.Thread):
@@ -72,10 +83,12 @@ class BatchReader(threading.Thread):
         metrics: Metrics,
         *,
         priority_topics: Sequence[str] = (),
-        on_assigned: Callable[[], None] | None = None,
+        health: Health | None = None,
+        gate: Gate | None = None,
+        backoff: RetryPolicy | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
         drain_timeout_s: float = 8.0,
-        max_rewinds: int = 5,
+        commit_interval_s: float = 0.1,
     ) -> None:
         super().__init__(name=f"reader-{name}", daemon=True)
         self.role = name
@@ -86,14 +99,25 @@ class BatchReader(threading.Thread):
         self._handoff = handoff
         self._metrics = metrics
         self._tracker = tracker
-        self._on_assigned = on_assigned
+        self._health = health
+        self._gate = gate
+        self._backoff = backoff or RetryPolicy(base_delay_s=0.2, max_delay_s=30.0)
         self._on_fatal = on_fatal
         self._drain_timeout_s = drain_timeout_s
-        self._max_rewinds = max_rewinds
+        self._commit_interval_s = commit_interval_s
         self._stop_event = threading.Event()
         self._pending: list[Message] = []
         self._first_at: float | None = None
         self._rewinds: dict[TP, tuple[int, int]] = {}  # tp -> (offset, consecutive count)
+        self._held_until: dict[TP, float] = {}  # tp -> when its backoff ends
+        self._paused: set[TP] = set()  # what the client has paused now
+        self._lane_busy = False
+        self._holding: str | None = None
+        self._connected = True
+        self._next_connect_check = 0.0
+        self._commit_failing = False
+        self._fatal: KafkaError | None = None
+        self._work = False
         self._to_commit: dict[TP, int] = {}  # committable, not yet confirmed by the broker
         self._commit_retry_at = 0.0
         self.stats = ReaderStats()
@@ -113,32 +137,62 @@ class BatchReader(threading.Thread):
     # -- the thread ----------------------------------------------------------------------------
 
     def run(self) -> None:
-        consumer = Consumer({**self._config, "on_commit": self._on_commit})
-        self._consumer = consumer
-        try:
-            consumer.subscribe(
-                self._topics + sorted(self._lane.topics),
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
-            self._loop(consumer)
-            self._drain(consumer)
-        except BaseException as exc:  # the worker must learn of it, not a silent dead thread
-            self.error = exc
-            log.error("%s reader stopped on an error: %s", self.role, exc, exc_info=exc)
-            if self._on_fatal is not None:
-                self._on_fatal(exc)
-        finally:
+        while not self._stop_event.is_set():
+            consumer = Consumer({**self._config, "on_commit": self._on_commit, "error_cb": self._on_client_error})
+            self._consumer = consumer
             try:
-                consumer.close()
-            except Exception as exc:
-                log.warning("%s reader: closing the consumer failed: %s", self.role, exc)
+                consumer.subscribe(
+                    self._topics + sorted(self._lane.topics),
+                    on_assign=self._on_assign,
+                    on_revoke=self._on_revoke,
+                    on_lost=self._on_lost,
+                )
+                self._loop(consumer)
+                self._drain(consumer)
+                return
+            except FatalReaderError as exc:
+                # A consumer that hit a fatal client error (a static member fenced after its session
+                # expired in a broker outage) cannot be used again, but the worker can go on: let go of
+                # everything it held and join with a new one; what was in flight is read again.
+                delay = self._backoff.delay_s(1)
+                log.error("%s reader: %s; a new consumer joins in %.1f s", self.role, exc, delay)
+                self._let_go_of_everything()
+                self._stop_event.wait(delay)
+            except BaseException as exc:  # the worker must learn of it, not a silent dead thread
+                self.error = exc
+                log.error("%s reader stopped on an error: %s", self.role, exc, exc_info=exc)
+                if self._on_fatal is not None:
+                    self._on_fatal(exc)
+                return
+            finally:
+                try:
+                    consumer.close()
+                except Exception as exc:
+                    log.warning("%s reader: closing the consumer failed: %s", self.role, exc)
+
+    def _let_go_of_everything(self) -> None:
+        assigned = set(self.stats.assigned)
+        self._tracker.forget(assigned)
+        self._pending, self._first_at = [], None
+        self._to_commit.clear()
+        self._held_until.clear()
+        self._rewinds.clear()
+        self._paused.clear()
+        self._lane_busy = False
+        self.stats.assigned.clear()
+        if self._health is not None:
+            self._health.assignment(self.role, 0)
 
     def _loop(self, consumer: Consumer) -> None:
         idle = self._handoff.idle
+        self._fatal = None
         while not self._stop_event.is_set():
+            if self._fatal is not None:
+                raise FatalReaderError(f"{self.role} consumer: fatal error: {self._fatal.str()}")
             self._commit_and_rewind(consumer)
+            self._apply_holds(consumer)
+            if not self._connected:
+                self._check_connection(consumer)
             now = time.monotonic()
             limit = self._policy.limit()
             wait = self._policy.remaining_s(self._first_at, len(self._pending), now, limit)
@@ -152,8 +206,9 @@ class BatchReader(threading.Thread):
                 # The poll returns as soon as a record is there, so it may block long (no deadline runs
                 # yet) and the batch opens when it returns: an idle reader wakes 5 times a second, not
                 # every W (each wake-up takes a core from the model's intra-op threads, see writer).
-                # While the bulk is paused for the lane, the short wait: the lane's end is seen soon.
-                first = consumer.poll(min(wait, 0.2) if self._lane.bulk_paused else _IDLE_POLL_S)
+                # While something is held, the short wait: the end of the hold is seen soon.
+                held = self._lane_busy or self._held_until
+                first = consumer.poll(min(wait, 0.2) if held else _IDLE_POLL_S)
                 called_at = time.monotonic()
                 messages = [] if first is None else [first, *consumer.consume(max(1, want - 1), timeout=0)]
             else:
@@ -162,7 +217,10 @@ class BatchReader(threading.Thread):
                 messages = consumer.consume(num_messages=max(1, want), timeout=timeout)
             self._take(messages, called_at)
             if self._lane:
-                self._lane.steer(consumer, messages, self.stats.assigned)
+                busy = self._lane.busy(consumer, messages, self.stats.assigned, self._lane_busy)
+                if busy != self._lane_busy:
+                    self._lane_busy = busy
+                    self._apply_holds(consumer)
                 self.stats.lane_pauses = self._lane.pauses
             if len(self._pending) >= limit:
                 self._hand_off()
@@ -182,6 +240,8 @@ class BatchReader(threading.Thread):
             if not self._pending:
                 self._first_at = called_at
             self._pending.append(msg)
+            if not self._connected:
+                self._connection(True)
         self.stats.consumed += len(messages)
 
     def _hand_off(self) -> None:
@@ -195,6 +255,8 @@ class BatchReader(threading.Thread):
         ticket = self._tracker.open(ranges)
         batch = Batch(messages, ticket)
         self.stats.batches += 1
+        if not self._work:
+            self._work_changed(True)
         self._metrics.batch_size.labels(self.role).observe(len(messages))
         per_topic: dict[str, int] = {}
         for (topic, _), (first, last) in ranges.items():
@@ -204,15 +266,82 @@ class BatchReader(threading.Thread):
         if not self._handoff.put(batch, self._stop_event.is_set):  # stopping: dropped, never committed
             self._tracker.discard(ticket)
 
+    # -- holds: the lane, backoffs and the gate ------------------------------------------------
+
+    def _apply_holds(self, consumer: Consumer) -> None:
+        """Pause what must be held now and resume what no longer must; the client is asked only when the
+        held set changes."""
+        assigned = self.stats.assigned
+        reason = self._gate() if self._gate is not None else None
+        if reason is not None:
+            desired = set(assigned)
+        else:
+            if self._held_until:
+                now = time.monotonic()
+                for tp in [tp for tp, until in self._held_until.items() if until <= now]:
+                    del self._held_until[tp]
+            desired = {tp for tp in self._held_until if tp in assigned}
+            if desired:
+                reason = "a batch is read again after a backoff"
+            if self._lane_busy:
+                desired.update(tp for tp in assigned if tp[0] not in self._lane.topics)
+        if reason != self._holding:
+            self._holding = reason
+            if self._health is not None:
+                self._health.holding(self.role, reason)
+        if desired == self._paused:
+            return
+        hold = desired - self._paused
+        release = self._paused - desired
+        if hold:
+            self._hold(consumer, hold)
+        if release:
+            consumer.resume([TopicPartition(t, p) for t, p in release])
+        self._paused = desired
+
+    def _hold(self, consumer: Consumer, tps: set[TP]) -> None:
+        """Pause ``tps`` and drop what was read or fetched for them and not yet handed over: records
+        already fetched would still come out of consume(), so each partition is sought back to its first
+        dropped record (or its own position), from where it is fetched again on resume. Order within a
+        partition never changes."""
+        first: dict[TP, int] = {}
+        keep: list[Message] = []
+        for msg in self._pending:
+            tp = (msg.topic(), msg.partition())
+            if tp in tps:
+                first.setdefault(tp, msg.offset())
+            else:
+                keep.append(msg)
+        if len(keep) != len(self._pending):
+            self._pending = keep
+            if not keep:
+                self._first_at = None
+        partitions = [TopicPartition(t, p) for t, p in tps]
+        consumer.pause(partitions)
+        for tp in consumer.position([p for p in partitions if (p.topic, p.partition) not in first]):
+            if tp.offset >= 0:
+                consumer.seek(tp)
+        for (topic, partition), offset in first.items():
+            consumer.seek(TopicPartition(topic, partition, offset))
+
     # -- commits and rewinds -------------------------------------------------------------------
 
     def _commit_and_rewind(self, consumer: Consumer, sync: bool = False) -> None:
         failures = self._tracker.take_failures()
         if failures:
             self._rewind(consumer, failures)
-        for tp, offset in self._tracker.take_commits().items():
+        commits = self._tracker.take_commits()
+        for tp, offset in commits.items():
             if offset > self._to_commit.get(tp, -1):
                 self._to_commit[tp] = offset
+            rewound = self._rewinds.get(tp)
+            if rewound is not None and offset > rewound[0]:
+                del self._rewinds[tp]  # it went through: the next failure there starts a new backoff
+        if commits:
+            if self._health is not None:
+                self._health.progress(self.role)
+            if self._work and not self._tracker.in_flight_any():
+                self._work_changed(False)
         now = time.monotonic()
         if not self._to_commit or (not sync and now < self._commit_retry_at):
             return
@@ -223,7 +352,7 @@ class BatchReader(threading.Thread):
                 self._committed(done or [])
             else:
                 consumer.commit(offsets=offsets, asynchronous=True)
-                self._commit_retry_at = now + 0.1
+                self._commit_retry_at = now + self._commit_interval_s
         except KafkaException as exc:
             # Nothing is lost: the offsets stay queued and are committed again, or the records are
             # processed again after a restart.
@@ -238,49 +367,100 @@ class BatchReader(threading.Thread):
                 self._to_commit.pop(key, None)
         self.stats.commits += 1
 
-    def _rewind(self, consumer: Consumer, failures: list[Any]) -> None:
+    def _rewind(self, consumer: Consumer, failures: list[Ticket]) -> None:
+        """Read failed batches again, from their first record, after a backoff that grows while the same
+        offset keeps failing: their cause lies outside their events (per-event failures never get here),
+        so waiting is what may help, and nothing is committed past them meanwhile."""
         tps: set[TP] = set()
         for ticket in failures:
             tps.update(ticket.ranges)
-            log.error(
-                "%s reader: batch %d failed (%s); rewinding %s",
-                self.role,
-                ticket.id,
-                ticket.error,
-                sorted(ticket.ranges),
-            )
         points = self._tracker.rewind_point(tps)
         self._pending = [m for m in self._pending if (m.topic(), m.partition()) not in tps]
         if not self._pending:
             self._first_at = None
+        now = time.monotonic()
+        delay = 0.0
         for tp, offset in points.items():
             last, count = self._rewinds.get(tp, (-1, 0))
             count = count + 1 if last == offset else 1
             self._rewinds[tp] = (offset, count)
-            if count > self._max_rewinds:
-                raise FatalReaderError(
-                    f"{self.role}: the batch at {tp[0]}[{tp[1]}]@{offset} failed {count} times in a row; "
-                    "stopping without committing past it"
-                )
+            delay = max(delay, self._backoff.delay_s(count))
             consumer.seek(TopicPartition(tp[0], tp[1], offset))
             self.stats.rewinds += 1
+        for tp in points:
+            self._held_until[tp] = now + delay
+        self._metrics.rewinds.labels(self.role).inc(len(failures))
+        attempt = max((self._rewinds[tp][1] for tp in points), default=1)
+        where = ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(points.items()))
+        log.error(
+            "%s reader: batch %d failed (%s: %s); reading %s again in %.1f s (attempt %d)",
+            self.role,
+            failures[0].id,
+            type(failures[0].error).__name__,
+            failures[0].error,
+            where or "nothing (its partitions are gone)",
+            delay,
+            attempt + 1,
+        )
+        if not self._tracker.in_flight_any() and self._work:
+            self._work_changed(False)
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is not None:
-            log.warning("%s reader: commit failed (will retry): %s", self.role, err.str())
+            if err.fatal():
+                self._fatal = err
+            elif not self._commit_failing:
+                log.warning("%s reader: commits fail (%s); retrying every second", self.role, err.str())
+            self._commit_failing = True
             self._commit_retry_at = time.monotonic() + 1.0
             return
+        if self._commit_failing:
+            log.info("%s reader: commits go through again", self.role)
+            self._commit_failing = False
         self._committed(partitions)
+
+    # -- the broker's reachability ---------------------------------------------------------------
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        """librdkafka's error callback (served in this thread's polls). It reports every failed
+        connection attempt; only "all brokers down" changes readiness, and only once per outage."""
+        if err.fatal():
+            self._fatal = err
+            return
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and self._connected:
+            log.error("%s reader: the broker is unreachable (%s); waiting for it", self.role, err.str())
+            self._connection(False)
+
+    def _check_connection(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        if now < self._next_connect_check:
+            return
+        self._next_connect_check = now + _RECONNECT_CHECK_S
+        try:
+            consumer.list_topics(self._topics[0], timeout=0.5)
+        except KafkaException:
+            return
+        log.warning("%s reader: the broker answers again", self.role)
+        self._connection(True)
+
+    def _connection(self, ok: bool) -> None:
+        self._connected = ok
+        if self._health is not None:
+            self._health.connection(self.role, ok)
+
+    def _work_changed(self, pending: bool) -> None:
+        self._work = pending
+        if self._health is not None:
+            self._health.work(self.role, pending)
 
     # -- rebalances ----------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.assigned.update((p.topic, p.partition) for p in partitions)
-        self._lane.on_assign(consumer, partitions)
         log.info("%s reader: assigned %s", self.role, [f"{p.topic}[{p.partition}]" for p in partitions])
         self.ready.set()
-        if self._on_assigned is not None:
-            self._on_assigned()
+        if self._health is not None:
+            self._health.assignment(self.role, len(self.stats.assigned))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
@@ -302,7 +482,14 @@ class BatchReader(threading.Thread):
         self._tracker.forget(tps)
         for tp in tps:
             self._to_commit.pop(tp, None)
+            self._held_until.pop(tp, None)
+            self._rewinds.pop(tp, None)
+        self._paused -= tps
         self.stats.assigned.difference_update(tps)
+        if self._lane_busy and not any(tp[0] in self._lane.topics for tp in self.stats.assigned):
+            self._lane_busy = False  # the lane went to another member: the bulk must not stay paused
+        if self._health is not None:
+            self._health.assignment(self.role, len(self.stats.assigned))
         log.info("%s reader: released %s", self.role, sorted(tps))
 
     # -- shutdown ------------------------------------------------------------------------------

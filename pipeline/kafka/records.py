@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.kafka.batching import InRecord
+
 Headers = list[tuple[str, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
 class OutRecord:
+    """``source`` is the consumed record this one answers: when the broker refuses this record for good
+    (too large, invalid), the writer turns ``source`` into its own error event and dead letter instead."""
+
     topic: str
     value: bytes | None
     key: bytes | None
     headers: Headers | None = None
     timestamp: int | None = None
+    source: InRecord | None = None

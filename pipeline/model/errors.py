@@ -8,6 +8,7 @@ into an error.
 
 from __future__ import annotations
 
+from pipeline.errors import ExternalCause
 from pipeline.serde.codes import ErrorCode
 
 
@@ -41,3 +42,8 @@ class InputError(ValueError):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ModelUnavailable(ExternalCause):
+    """A model batch failed as a whole and the model does not answer a known-good probe either: the model
+    (or its device) is at fault, not the events, which wait in Kafka until it answers again."""

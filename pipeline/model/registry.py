@@ -40,6 +40,10 @@ class ModelSpec(BaseModel):
     outputs: dict[str, str]
     # Float tensor inputs may carry NaN only when this says so.
     allow_nan: bool = False
+    # A model batch still running after this long is cancelled and its events fail as TIMEOUT; unset: the
+    # worker's `model_batch_timeout_ms`; 0: no deadline. Per model, because models differ by orders of
+    # magnitude in what a batch normally takes.
+    batch_timeout_ms: int | None = Field(default=None, ge=0)
     # TensorRT is tried before CUDA only when the model asks for it (engines are built per model).
     tensorrt: bool = False
     # How `pipeline model export` makes it: "minilm" (torch export) or "tiny" (onnx.helper).

@@ -8,12 +8,19 @@ once on one session would only fight over the same intra-op threads (or the same
 Batch isolation: each event is validated before batching and fails alone with its own error code; if ONNX
 Runtime still raises on a batch, the batch is bisected until the culprits are found, so their neighbours
 still get results.
+
+Deadlines: ``run_batch`` takes an optional deadline for the whole call. A run still going at the deadline
+is cancelled with ``RunOptions.terminate`` (pipeline/model/deadline.py), and every event of the batch
+without an outcome by then fails as ``TIMEOUT``, retryable: the same event may well succeed later, and
+whether to try again is the caller's decision. A terminated run is never bisected (each half would wait
+again); nothing else of the batch runs after its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from pipeline.model import tiny
+from pipeline.model.deadline import Watchdog
 from pipeline.model.errors import InputError, ModelError, ModelNotExported
 from pipeline.model.inputs import ModelInput
 from pipeline.model.outcome import Failure, ModelInfo, Outcome, Success
@@ -55,6 +63,10 @@ _ORT_DTYPES: dict[str, np.dtype[Any]] = {
         "bool": "bool",
     }.items()
 }
+
+
+class _Terminated(Exception):
+    """The batch's deadline passed: its run was terminated, or the next run would start after it."""
 
 
 def resolve_model_file(spec: ModelSpec, cache: Path) -> Path:
@@ -118,6 +130,7 @@ class ModelRunner:
             assert spec.max_seq_length is not None
             self._tokenizer = TextTokenizer(spec.tokenizer_path(cache), spec.max_seq_length)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{spec.name}")
+        self._watchdog = Watchdog(spec.name)  # its thread starts with the first run that has a deadline
         log.info(
             "model %s v%s loaded from %s on %s (intra-op threads %s)",
             spec.name,
@@ -135,47 +148,70 @@ class ModelRunner:
     def max_batch_size(self) -> int:
         return self.spec.max_batch_size
 
-    def run_batch(self, inputs: Sequence[RawInput]) -> list[Outcome]:
-        """One outcome per input, in order. Never raises for a bad event; see the module docstring."""
+    def run_batch(self, inputs: Sequence[RawInput], deadline_s: float | None = None) -> list[Outcome]:
+        """One outcome per input, in order. Never raises for a bad event; see the module docstring.
+
+        ``deadline_s`` (None: none) bounds the whole call from its start; events without an outcome when it
+        passes fail as ``TIMEOUT``.
+        """
+        if deadline_s is not None and deadline_s <= 0:
+            raise ValueError(f"a deadline is positive or None, not {deadline_s!r}")
+        deadline = None if deadline_s is None else time.monotonic() + deadline_s
         outcomes: list[Outcome | None] = [None] * len(inputs)
-        if self._tokenizer is None and self._run_tensors_fast(inputs, outcomes):
-            return [o if o is not None else self._lost() for o in outcomes]
-        valid: list[tuple[int, ModelInput]] = []
-        for pos, raw in enumerate(inputs):
-            try:
-                item = raw if isinstance(raw, ModelInput) else ModelInput.from_payload(raw)
-                valid.append((pos, item))
-            except InputError as exc:
-                outcomes[pos] = self._failure(exc.code, str(exc))
-        if self._tokenizer is not None:
-            self._run_texts(valid, outcomes)
-        else:
-            self._run_tensors(valid, outcomes)
+        try:
+            self._run_all(inputs, outcomes, deadline)
+        except _Terminated:
+            assert deadline_s is not None
+            late = sum(o is None for o in outcomes)
+            ms = f"{deadline_s * 1000:g} ms"
+            log.warning(
+                "model %s: batch cancelled at its deadline of %s; %d of %d events time out",
+                self.spec.name,
+                ms,
+                late,
+                len(inputs),
+            )
+            timeout = self._failure(
+                ErrorCode.TIMEOUT,
+                f"model {self.spec.name!r} did not answer within its batch deadline of {ms}; the run was cancelled",
+                retryable=True,
+            )
+            outcomes = [o if o is not None else timeout for o in outcomes]
         return [o if o is not None else self._lost() for o in outcomes]
 
-    async def run_batch_async(self, inputs: Sequence[RawInput]) -> list[Outcome]:
+    async def run_batch_async(self, inputs: Sequence[RawInput], deadline_s: float | None = None) -> list[Outcome]:
         """``run_batch`` on the runner's own thread, so the event loop keeps running meanwhile."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.run_batch, list(inputs))
+        return await loop.run_in_executor(self._executor, self.run_batch, list(inputs), deadline_s)
 
     def warm_up(self, batch: int = 32) -> None:
-        """Run a representative batch so the first real batch does not pay for allocations and kernels."""
-        n = max(1, min(batch, self.max_batch_size))
-        sample: list[RawInput]
-        if self._tokenizer is not None:
-            sample = [ModelInput(text=t) for t in mixed_texts(n, seed=1)]
-        else:
-            zeros = {
-                req: np.zeros(
-                    [d if isinstance(d, int) else 1 for d in self.inputs[graph][1][1:]],
-                    dtype=_ORT_DTYPES.get(self.inputs[graph][0], np.dtype("float32")),
-                )
-                for req, graph in self.spec.inputs.items()
-            }
-            sample = [ModelInput(tensors=zeros) for _ in range(n)]
-        failed = [o for o in self.run_batch(sample) if isinstance(o, Failure)]
+        """Run a representative batch so the first real batch does not pay for allocations and kernels.
+
+        No deadline: a first run may build TensorRT engines or pick CUDA kernels for minutes, and a model
+        that cannot finish it should not start; a worker stuck here never becomes ready, which is seen.
+        """
+        failed = [o for o in self.run_batch(self._sample(batch)) if isinstance(o, Failure)]
         if failed:
             raise ModelError(f"model {self.spec.name!r} failed its warm-up batch: {failed[0].message}")
+
+    def probe(self, deadline_s: float | None) -> bool:
+        """Whether the model answers one synthetic event (the warm-up's sample) within ``deadline_s``.
+
+        For a caller whose batch failed as a whole and who wants to know whether the model itself works
+        before blaming (and dead-lettering) the events. Never raises for a model failure: that is False.
+        """
+        if deadline_s is not None and deadline_s <= 0:
+            raise ValueError(f"a deadline is positive or None, not {deadline_s!r}")
+        try:
+            outcomes = self.run_batch(self._sample(1), deadline_s)
+        except Exception:  # run_batch answers per event; this is for the unforeseen (a closed runner, ...)
+            log.warning("model %s: probe raised", self.spec.name, exc_info=True)
+            return False
+        failed = [o for o in outcomes if isinstance(o, Failure)]
+        if failed:
+            log.warning("model %s: probe failed (%s): %s", self.spec.name, failed[0].code, failed[0].message)
+            return False
+        return True
 
     def describe(self) -> dict[str, Any]:
         """What `pipeline model info` and metrics show."""
@@ -193,10 +229,44 @@ class ModelRunner:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._watchdog.close()
+
+    def _sample(self, batch: int) -> list[RawInput]:
+        """A representative batch of ``batch`` events (capped at the model's batch size): mixed texts, or
+        zero tensors of the graph's shapes (a dynamic axis taken as 1)."""
+        n = max(1, min(batch, self.max_batch_size))
+        if self._tokenizer is not None:
+            return [ModelInput(text=t) for t in mixed_texts(n, seed=1)]
+        zeros = {
+            req: np.zeros(
+                [d if isinstance(d, int) else 1 for d in self.inputs[graph][1][1:]],
+                dtype=_ORT_DTYPES.get(self.inputs[graph][0], np.dtype("float32")),
+            )
+            for req, graph in self.spec.inputs.items()
+        }
+        return [ModelInput(tensors=zeros) for _ in range(n)]
+
+    def _run_all(self, inputs: Sequence[RawInput], outcomes: list[Outcome | None], deadline: float | None) -> None:
+        """Fill ``outcomes``; raises _Terminated when the deadline passes (the filled ones stay)."""
+        if self._tokenizer is None and self._run_tensors_fast(inputs, outcomes, deadline):
+            return
+        valid: list[tuple[int, ModelInput]] = []
+        for pos, raw in enumerate(inputs):
+            try:
+                item = raw if isinstance(raw, ModelInput) else ModelInput.from_payload(raw)
+                valid.append((pos, item))
+            except InputError as exc:
+                outcomes[pos] = self._failure(exc.code, str(exc))
+        if self._tokenizer is not None:
+            self._run_texts(valid, outcomes, deadline)
+        else:
+            self._run_tensors(valid, outcomes, deadline)
 
     # -- text ----------------------------------------------------------------------------------------
 
-    def _run_texts(self, valid: list[tuple[int, ModelInput]], outcomes: list[Outcome | None]) -> None:
+    def _run_texts(
+        self, valid: list[tuple[int, ModelInput]], outcomes: list[Outcome | None], deadline: float | None
+    ) -> None:
         assert self._tokenizer is not None
         texts: list[str] = []
         positions: list[int] = []
@@ -218,11 +288,13 @@ class ModelRunner:
             return Success(self.info, embedding=emb, truncated=truncated[pos])
 
         for batch in self._tokenizer.batches(encoded, positions, self.max_batch_size):
-            self._run_isolated(batch.positions, batch.feeds(self.spec.inputs), success, outcomes)
+            self._run_isolated(batch.positions, batch.feeds(self.spec.inputs), success, outcomes, deadline)
 
     # -- tensors -------------------------------------------------------------------------------------
 
-    def _run_tensors(self, valid: list[tuple[int, ModelInput]], outcomes: list[Outcome | None]) -> None:
+    def _run_tensors(
+        self, valid: list[tuple[int, ModelInput]], outcomes: list[Outcome | None], deadline: float | None
+    ) -> None:
         groups: dict[tuple[tuple[int, ...], ...], list[tuple[int, dict[str, np.ndarray]]]] = {}
         for pos, item in valid:
             try:
@@ -241,9 +313,11 @@ class ModelRunner:
             for start in range(0, len(members), self.max_batch_size):
                 chunk = members[start : start + self.max_batch_size]
                 stacked = {g: np.stack([f[g] for _, f in chunk]) for g in chunk[0][1]}
-                self._run_isolated([p for p, _ in chunk], stacked, success, outcomes)
+                self._run_isolated([p for p, _ in chunk], stacked, success, outcomes, deadline)
 
-    def _run_tensors_fast(self, inputs: Sequence[RawInput], outcomes: list[Outcome | None]) -> bool:
+    def _run_tensors_fast(
+        self, inputs: Sequence[RawInput], outcomes: list[Outcome | None], deadline: float | None
+    ) -> bool:
         """The common case in one pass: every event is a wire payload whose tensors have exactly the model's
         names, dtypes and shapes, and no NaN. Their bytes are joined and read as one [B, ...] array per
         input instead of one small array per event. Anything else (or a NaN anywhere) returns False and
@@ -290,7 +364,7 @@ class ModelRunner:
         def success(pos: int, row: dict[str, np.ndarray]) -> Outcome:
             return Success(self.info, outputs={inverse[g]: v for g, v in row.items()})
 
-        self._run_isolated(list(range(n)), feeds, success, outcomes)
+        self._run_isolated(list(range(n)), feeds, success, outcomes, deadline)
         return True
 
     def _validate_tensors(self, item: ModelInput) -> dict[str, np.ndarray]:
@@ -329,10 +403,17 @@ class ModelRunner:
         feeds: Feeds,
         success: Callable[[int, dict[str, np.ndarray]], Outcome],
         outcomes: list[Outcome | None],
+        deadline: float | None,
     ) -> None:
         """Run one batch; on an ONNX Runtime error, bisect so that only the failing events fail."""
         culprits: list[tuple[int, str]] = []
-        self._bisect(positions, feeds, success, outcomes, culprits)
+        try:
+            self._bisect(positions, feeds, success, outcomes, culprits, deadline)
+        except _Terminated:
+            # the culprits found before the deadline failed alone: their failures are their own
+            for pos, message in culprits:
+                outcomes[pos] = self._failure(ErrorCode.INFERENCE_FAILED, message)
+            raise
         if not culprits:
             return
         # Every event failing even alone points at the model or device, not the inputs: worth a retry.
@@ -355,32 +436,57 @@ class ModelRunner:
         success: Callable[[int, dict[str, np.ndarray]], Outcome],
         outcomes: list[Outcome | None],
         culprits: list[tuple[int, str]],
+        deadline: float | None,
     ) -> None:
         try:
-            results = self._run_session(feeds)
+            results = self._run_session(feeds, deadline)
+        except _Terminated:
+            raise  # never bisect a terminated run: each half would wait for the deadline again
         except Exception as exc:
             if len(positions) == 1:
                 culprits.append((positions[0], f"onnxruntime: {' '.join(str(exc).split())[:500]}"))
                 return
             mid = len(positions) // 2
             for part in (slice(0, mid), slice(mid, None)):
-                self._bisect(positions[part], {k: v[part] for k, v in feeds.items()}, success, outcomes, culprits)
+                half = {k: v[part] for k, v in feeds.items()}
+                self._bisect(positions[part], half, success, outcomes, culprits, deadline)
             return
         for row, pos in enumerate(positions):
             outcomes[pos] = success(
                 pos, {name: out[row] for name, out in zip(self._output_names, results, strict=True)}
             )
 
-    def _run_session(self, feeds: Feeds) -> list[np.ndarray]:
-        """One ONNX Runtime call; on a GPU inputs are copied once and outputs stay there until fetched."""
+    def _run_session(self, feeds: Feeds, deadline: float | None) -> list[np.ndarray]:
+        """One ONNX Runtime call, watched when it has a deadline; raises _Terminated when the deadline
+        stopped it (or had passed before it could start)."""
+        if deadline is None:
+            return self._invoke(feeds, None)
+        if time.monotonic() >= deadline:
+            raise _Terminated
+        options = ort.RunOptions()
+        # ONNX Runtime's own logger would print every cancellation as an error; any failed run reaches us as
+        # its exception, which the caller logs (or turns into the batch's TIMEOUT)
+        options.log_severity_level = 4
+        watch = self._watchdog.watch(options, deadline)
+        try:
+            return self._invoke(feeds, options)
+        except Exception as exc:
+            if self._watchdog.release(watch):
+                raise _Terminated from exc
+            raise
+        finally:
+            self._watchdog.release(watch)
+
+    def _invoke(self, feeds: Feeds, options: ort.RunOptions | None) -> list[np.ndarray]:
+        """The ONNX Runtime call; on a GPU inputs are copied once and outputs stay there until fetched."""
         if not self._on_device:
-            return list(self._session.run(self._output_names, feeds))
+            return list(self._session.run(self._output_names, feeds, options))
         binding = self._session.io_binding()
         for name, arr in feeds.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(arr))
         for name in self._output_names:
             binding.bind_output(name, "cuda", self._device_id)
-        self._session.run_with_iobinding(binding)
+        self._session.run_with_iobinding(binding, options)
         return list(binding.copy_outputs_to_cpu())
 
     def _check_mapping(self) -> None:

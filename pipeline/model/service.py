@@ -3,6 +3,10 @@
 A request names its model (or none, meaning ``Settings.model``). Unknown names fail per event with
 ``UNKNOWN_MODEL``; known models are loaded once (the default one at start-up, so a worker that cannot
 serve it does not start) and reused.
+
+Each model's batches run under its deadline: ``batch_timeout_ms`` in its ``models.toml`` entry, else the
+service's (``Settings.model_batch_timeout_ms``); a batch past it is cancelled and its unanswered events fail
+as ``TIMEOUT`` (see pipeline/model/runner.py).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class ModelService:
         fp16: bool = False,
         preload: bool = True,
         inline_max_ms: float = 0.0,
+        batch_timeout_ms: float = 0.0,
     ) -> None:
         self.registry = registry
         self.cache = cache
@@ -53,6 +58,7 @@ class ModelService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-service")
         self._inline_max_s = inline_max_ms / 1000.0
         self._typical_s = float("inf")  # moving average of a batch's run time; unknown until one ran
+        self._batch_timeout_ms = batch_timeout_ms  # 0: no deadline, unless a model's entry sets one
         if preload:
             self.runner(default_model)
 
@@ -66,6 +72,7 @@ class ModelService:
             intra_op_threads=settings.intra_op_threads,
             preload=preload,
             inline_max_ms=settings.model_inline_max_ms,
+            batch_timeout_ms=settings.model_batch_timeout_ms,
         )
 
     def runner(self, name: str | None = None) -> ModelRunner:
@@ -80,6 +87,25 @@ class ModelService:
                 )
                 self._runners[name] = found
             return found
+
+    def deadline_s(self, name: str | None = None) -> float | None:
+        """The model's batch deadline in seconds (None: none): its own ``batch_timeout_ms``, else the
+        service's. Raises UnknownModel."""
+        spec = self.registry.get(name or self.default_model)
+        ms = self._batch_timeout_ms if spec.batch_timeout_ms is None else spec.batch_timeout_ms
+        return ms / 1000.0 if ms > 0 else None
+
+    def probe(self, name: str | None = None) -> bool:
+        """Whether the model answers one synthetic event within its batch deadline (see
+        :meth:`ModelRunner.probe`). Runs on the caller's thread. Never raises for a model failure: a model
+        that is unknown, cannot be loaded or does not answer is False."""
+        try:
+            runner = self.runner(name)
+            deadline = self.deadline_s(name)
+        except Exception as exc:  # ModelError, or ONNX Runtime refusing the file: no model to probe
+            log.warning("model %s cannot be probed: %s", name or self.default_model, exc)
+            return False
+        return runner.probe(deadline)
 
     def run_batch(self, items: Sequence[tuple[str | None, RawInput]]) -> list[Outcome]:
         """``(model name or None, input)`` pairs -> one outcome each, in order."""
@@ -99,7 +125,7 @@ class ModelService:
                 for pos in positions:
                     outcomes[pos] = Failure(Stage.VALIDATE, ErrorCode.UNKNOWN_MODEL, str(exc), model=name)
                 continue
-            results = runner.run_batch([items[p][1] for p in positions])
+            results = runner.run_batch([items[p][1] for p in positions], self.deadline_s(name))
             for pos, result in zip(positions, results, strict=True):
                 outcomes[pos] = result
         return [o for o in outcomes if o is not None]

@@ -1,8 +1,10 @@
 """One small HTTP server per worker: ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``.
 
-``/healthz`` answers while the process runs; ``/readyz`` only once the worker is connected, has its
-partitions assigned and its model warmed up, so an orchestrator sends no traffic (and counts no restart)
-before then.
+``/readyz`` answers 200 only while the worker is connected to the broker, has partitions, has its model
+warm and holds nothing (no batch waiting out a backoff, the model's circuit closed), so an orchestrator
+sends no traffic (and counts no restart) before then. ``/healthz`` answers 503 only when the hot path is
+stuck with work pending and no known reason (pipeline/observability/health.py): the one case a restart
+helps.
 """
 
 from __future__ import annotations
@@ -16,14 +18,23 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 
 ReadinessProbe = Callable[[], dict[str, bool]]
+LivenessProbe = Callable[[], dict[str, bool]]
 MetricsSource = Callable[[], bytes]
 
 
 class HealthServer:
     """``metrics`` and ``readiness`` are one process's own, or a supervisor's view of all its processes."""
 
-    def __init__(self, port: int, readiness: ReadinessProbe, metrics: MetricsSource, host: str = "0.0.0.0") -> None:
+    def __init__(
+        self,
+        port: int,
+        readiness: ReadinessProbe,
+        metrics: MetricsSource,
+        liveness: LivenessProbe | None = None,
+        host: str = "0.0.0.0",
+    ) -> None:
         probe = readiness
+        alive = liveness or dict
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # the http.server API names it
@@ -31,7 +42,10 @@ class HealthServer:
                 if path == "/metrics":
                     self._send(200, metrics(), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
-                    self._send(200, b'{"status": "alive"}\n', "application/json")
+                    roles = alive()
+                    stalled = sorted(role for role, ok in roles.items() if not ok)
+                    body = json.dumps({"alive": not stalled, "stalled": stalled}).encode() + b"\n"
+                    self._send(503 if stalled else 200, body, "application/json")
                 elif path == "/readyz":
                     checks = probe()
                     ready = bool(checks) and all(checks.values())

@@ -41,8 +41,13 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(numeric)
     # Faust's and mode's service start/stop chatter is for debugging, not for operators.
-    for name in ("faust", "mode", "aiokafka"):
+    for name in ("faust", "mode"):
         logging.getLogger(name).setLevel(logging.DEBUG if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
+    # Faust's own consumer (aiokafka) follows only the control topic: during a broker outage it logs every
+    # failed attempt; the readers say it once.
+    quiet = logging.DEBUG if numeric <= logging.DEBUG else logging.CRITICAL
+    for name in ("aiokafka", "faust.assignor"):
+        logging.getLogger(name).setLevel(quiet)
     client = logging.getLevelName((client_level or ("DEBUG" if numeric <= logging.DEBUG else "CRITICAL")).upper())
     logging.getLogger(CLIENT_LOGGER).setLevel(client if isinstance(client, int) else logging.CRITICAL)
 

@@ -37,6 +37,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.records_unwritable = Counter(
+            "pipeline_records_unwritable",
+            "Error events or dead letters the broker refused for good: skipped, each with a log line naming "
+            "the record it was about.",
+            ["topic"],
+            registry=r,
+        )
         self.events_failed = Counter(
             "pipeline_events_failed",
             "Events routed to the error topic, by the stage that failed and the error code.",
@@ -121,6 +128,49 @@ class Metrics:
             ["check"],
             registry=r,
             multiprocess_mode="liveall",
+        )
+
+        # What liveness is computed from (pipeline/observability/health.py), per role and process.
+        self.last_progress = Gauge(
+            "pipeline_last_progress_time_seconds",
+            "When the role last committed (or last found work to do), seconds since the Unix epoch.",
+            ["role"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.work_pending = Gauge(
+            "pipeline_work_pending",
+            "1 while the role has batches in flight.",
+            ["role"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.holding = Gauge(
+            "pipeline_holding",
+            "1 while the role holds its partitions on purpose: a batch read again after a backoff, the "
+            "model's circuit open, or the writer's backlog full.",
+            ["role"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.circuit_open = Gauge(
+            "pipeline_model_circuit_open",
+            "1 while the model's circuit breaker is open: the model failed, events wait in Kafka.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.rewinds = Counter(
+            "pipeline_rewinds",
+            "Batches read again because of a cause outside their events (broker, registry, model), by role.",
+            ["role"],
+            registry=r,
+        )
+        self.isolated = Counter(
+            "pipeline_events_isolated",
+            "Events an unexpected exception was narrowed down to by splitting their batch, by role.",
+            ["role"],
+            registry=r,
         )
 
     def publish_model(self, name: str, version: str, provider: str) -> None:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.kafka.clients import consumer_config
@@ -38,11 +38,21 @@ class Record:
         )
 
 
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+def end_offsets(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+    """Each partition's end offset; asked again while a broker that just started elects its leaders."""
     consumer = Consumer(consumer_config(settings, f"watch-{uuid.uuid4().hex[:8]}"))
+    deadline = time.monotonic() + timeout_s
     try:
-        md = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions}
+        while True:
+            try:
+                md = consumer.list_topics(topic, timeout=10).topics[topic]
+                return {
+                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions
+                }
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         consumer.close()
 

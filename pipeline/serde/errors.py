@@ -6,6 +6,7 @@ dead letter need; no fastavro, struct, EOF or Unicode exception ever leaves the 
 
 from __future__ import annotations
 
+from pipeline.errors import ExternalCause
 from pipeline.serde.codes import ErrorCode, Stage
 from pipeline.serde.failure import Failure
 
@@ -58,5 +59,5 @@ class SchemaStoreError(Exception):
     """The ``schemas/`` folder is missing, malformed, or lacks a record type; a start-up problem."""
 
 
-class RegistryUnavailable(Exception):
+class RegistryUnavailable(ExternalCause):
     """The schema registry could not be asked (network, auth, 5xx): not the event's fault, retry the batch."""

@@ -36,7 +36,7 @@ class FailureRouter:
     metrics: Metrics
     hooks: HookRegistry = field(default_factory=HookRegistry)
 
-    def route(self, msg: InRecord, failure: Failure, batch_id: str) -> tuple[OutRecord, OutRecord]:
+    def route(self, msg: InRecord, failure: Failure, batch_id: str | None) -> tuple[OutRecord, OutRecord]:
         """The error event and the dead letter of one failed record."""
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         stage, code = str(failure.stage), str(failure.code)

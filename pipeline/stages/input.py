@@ -69,6 +69,7 @@ class InputStage:
                     key if key is not None else event_id.encode(),
                     msg.headers(),
                     ts if ts_type and ts > 0 else None,
+                    source=msg,
                 )
             )
         self.metrics.batch_seconds.labels(self.role).observe(time.perf_counter() - started)

@@ -23,19 +23,21 @@ from pipeline.kafka.batching import Batch, BatchPolicy, ModelPaced
 from pipeline.kafka.clients import consumer_config, producer_config
 from pipeline.kafka.lag import LagMonitor
 from pipeline.kafka.offsets import OffsetTracker
-from pipeline.kafka.reader import BatchReader
+from pipeline.kafka.reader import BatchReader, Gate
 from pipeline.kafka.records import OutRecord
 from pipeline.kafka.retry import RetryPolicy
-from pipeline.kafka.writer import OutputWriter
+from pipeline.kafka.writer import OutputWriter, Refused
+from pipeline.model.breaker import CircuitBreaker
 from pipeline.model.registry import load_registry
 from pipeline.model.service import ModelService
 from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
-from pipeline.serde import Codecs, EventCodec
+from pipeline.serde import Codecs, ErrorCode, EventCodec, Failure, Stage
 from pipeline.stages.failures import FailureRouter
 from pipeline.stages.hooks import HookRegistry
 from pipeline.stages.inference import InferenceStage
 from pipeline.stages.input import InputStage
+from pipeline.stages.isolation import Isolated
 from pipeline.worker.fatal import FatalLatch
 from pipeline.worker.faust_app import FaustHandOff, add_role, new_app
 
@@ -73,6 +75,7 @@ class Runtime:
     writer: OutputWriter
     roles: tuple[RoleRuntime, ...]
     models: ModelService | None
+    breaker: CircuitBreaker | None
     app: faust.App
     lag: LagMonitor
     stopped: threading.Event
@@ -81,6 +84,8 @@ class Runtime:
         """Stop reading, let in-flight batches finish, commit, flush. Blocking: call off the event loop."""
         if self.stopped.is_set():
             return
+        if self.breaker is not None:
+            self.breaker.close()
         for role in self.roles:
             role.reader.stop()
         for role in self.roles:
@@ -101,24 +106,41 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
     """Build every part of a worker process that runs ``roles``; the default model is loaded and warmed up
     here, so a worker that cannot serve it fails before it joins any group."""
     fatal = FatalLatch()
-    retry = RetryPolicy(max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_ms / 1000)
-    writer = OutputWriter(producer_config(settings), metrics, retry, on_fatal=fatal.trip)
     codecs = Codecs.from_settings(settings)
     hooks = HookRegistry.from_paths(
-        settings.hooks_pre, settings.hooks_post, settings.hooks_error, observer=metrics.observe_hook
+        settings.hooks_pre,
+        settings.hooks_post,
+        settings.hooks_error,
+        observer=metrics.observe_hook,
+        deadline_s=settings.hook_timeout_ms / 1000.0 if settings.hook_timeout_ms else None,
+    )
+    routers = {role: _router(settings, codecs, metrics, hooks, role) for role in roles}
+    writer = OutputWriter(
+        producer_config(settings),
+        metrics,
+        RetryPolicy(max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_ms / 1000),
+        on_fatal=fatal.trip,
+        on_refused=_refusals(settings, codecs.request, routers),
+        max_in_flight=settings.max_in_flight_outputs,
+    )
+    backoff = RetryPolicy(
+        base_delay_s=settings.rewind_backoff_ms / 1000, max_delay_s=settings.rewind_backoff_max_ms / 1000
     )
     app = new_app(settings)
     built: list[RoleRuntime] = []
     models: ModelService | None = None
+    breaker: CircuitBreaker | None = None
 
-    def router(role: str) -> FailureRouter:
-        group = f"{settings.group}.{role}"
-        return FailureRouter(
-            codecs.error, settings.topics.error, settings.topics.dead_letter, group, metrics, hooks=hooks
-        )
+    def backlog() -> str | None:
+        return "the writer's backlog is full" if writer.backlogged() else None
 
     def add(
-        name: str, topics: Sequence[str], stage: Processor, policy: BatchPolicy, priority: Sequence[str] = ()
+        name: str,
+        topics: Sequence[str],
+        stage: Processor,
+        policy: BatchPolicy,
+        gate: Gate,
+        priority: Sequence[str] = (),
     ) -> None:
         tracker = OffsetTracker()
         handoff = FaustHandOff(app)
@@ -131,29 +153,49 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             handoff,
             metrics,
             priority_topics=priority,
-            on_assigned=lambda: health.assigned(name),
+            health=health,
+            gate=gate,
+            backoff=backoff,
             on_fatal=fatal.trip,
             drain_timeout_s=settings.drain_timeout_s,
+            commit_interval_s=settings.commit_interval_ms / 1000,
         )
-        add_role(app, name, handoff, stage.process, writer.emit, reader)
+        isolated = Isolated(stage, routers[name], metrics)
+        add_role(app, name, handoff, isolated.process, writer.emit, reader)
         built.append(RoleRuntime(name, tuple(topics), tuple(priority), stage, tracker, policy, handoff, reader))
 
     if "input" in roles:
         registry = load_registry(settings.models_file)
         stage = InputStage(
             codecs.request,
-            router("input"),
+            routers["input"],
             settings.topics.inference,
             settings.topics.inference_priority,
             frozenset(registry.names()),
             settings.model,
             metrics,
         )
-        add("input", [settings.topics.input], stage, BatchPolicy(settings.input_batch_size, settings.batch_max_wait_ms))
+        policy = BatchPolicy(settings.input_batch_size, settings.batch_max_wait_ms)
+        add("input", [settings.topics.input], stage, policy, backlog)
     if "inference" in roles:
         models = ModelService.from_settings(settings)  # loads and warms up the default model
         runner = models.runner()
         metrics.publish_model(runner.info.name, runner.info.version, runner.provider)
+        service = models
+        model_name = runner.info.name
+        breaker = CircuitBreaker(
+            model_name,
+            lambda: service.probe(model_name),
+            open_after=settings.breaker_failures,
+            backoff_s=settings.breaker_backoff_ms / 1000,
+            max_backoff_s=settings.breaker_backoff_max_ms / 1000,
+            on_change=lambda state: metrics.circuit_open.labels(model_name).set(1 if state == "open" else 0),
+        )
+        circuit = breaker
+
+        def inference_gate() -> str | None:
+            return f"the circuit of model {model_name} is open" if circuit.is_open() else backlog()
+
         # Its records were validated by the input role; the model runtime checks tensors and texts again
         # per event before batching.
         request_codec = EventCodec.from_settings(settings, "request", validate=False)
@@ -161,15 +203,14 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             request_codec,
             codecs.result,
             models,
-            router("inference"),
+            routers["inference"],
             settings.topics.output,
             worker_label(settings),
             metrics,
+            breaker,
             hooks=hooks,
-            retry=retry,
             batch_size=settings.batch_size,
         )
-        service = models
         policy = BatchPolicy(
             settings.batch_size,
             settings.batch_max_wait_ms,
@@ -180,9 +221,49 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
                 lambda: service.typical_batch_s,
             ),
         )
-        add("inference", [settings.topics.inference], inference, policy, [settings.topics.inference_priority])
+        add(
+            "inference",
+            [settings.topics.inference],
+            inference,
+            policy,
+            inference_gate,
+            [settings.topics.inference_priority],
+        )
     lag = LagMonitor(settings, {f"{settings.group}.{r.name}": [*r.topics, *r.priority_topics] for r in built}, metrics)
-    return Runtime(settings, metrics, health, fatal, writer, tuple(built), models, app, lag, threading.Event())
+    return Runtime(settings, metrics, health, fatal, writer, tuple(built), models, breaker, app, lag, threading.Event())
+
+
+def _router(settings: Settings, codecs: Codecs, metrics: Metrics, hooks: HookRegistry, role: str) -> FailureRouter:
+    """A role's failure router: its dead letters name the role's consumer group."""
+    group = f"{settings.group}.{role}"
+    return FailureRouter(codecs.error, settings.topics.error, settings.topics.dead_letter, group, metrics, hooks=hooks)
+
+
+def _refusals(settings: Settings, request_codec: EventCodec, routers: dict[str, FailureRouter]) -> Refused:
+    """What the writer writes instead of a forward or a result the broker refused for good: the source
+    event's error event and dead letter (stage OUTPUT). An error event or a dead letter has nothing to fall
+    back to: the writer logs and counts it."""
+    unwritable = {settings.topics.error, settings.topics.dead_letter}
+
+    def instead(record: OutRecord, reason: str, too_large: bool) -> list[OutRecord]:
+        source = record.source
+        if source is None or record.topic in unwritable:
+            return []
+        role = "input" if source.topic() == settings.topics.input else "inference"
+        router = routers.get(role) or next(iter(routers.values()))
+        try:
+            event_id = request_codec.decode(source.value()).get("event_id")
+        except Exception:  # the event id is a courtesy to the operator; the failure stands without it
+            event_id = None
+        failure = Failure(
+            Stage.OUTPUT,
+            ErrorCode.TOO_LARGE if too_large else ErrorCode.OUTPUT_FAILED,
+            f"the broker refused the record for {record.topic}: {reason}",
+            event_id=event_id,
+        )
+        return list(router.route(source, failure, None))
+
+    return instead
 
 
 def _reader_config(settings: Settings, role: str) -> dict[str, Any]:

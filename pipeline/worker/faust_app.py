@@ -64,17 +64,24 @@ def faust_credentials(settings: Settings) -> Any:
 
 
 def new_app(settings: Settings, datadir: Path | None = None) -> faust.App:
-    """The worker's Faust app, subscribed to the control topic only; roles are added with :func:`add_role`."""
+    """The worker's Faust app, subscribed to the control topic only; roles are added with :func:`add_role`.
+
+    Faust's own consumer group stays off the hot path's critical path: the readers start with the agents,
+    not after Faust's first rebalance (which, after a crash, waits out the dead member's session). Its
+    consumer is not made a static member: aiokafka's static members took ten seconds to stop.
+    """
     app = faust.App(
         f"{settings.group}.faust",
         broker=faust_broker_url(settings.bootstrap_servers),
         broker_credentials=faust_credentials(settings),
+        broker_session_timeout=settings.session_timeout_ms / 1000.0,
         datadir=str(datadir or Path(tempfile.gettempdir()) / f"pipeline-faust-{settings.group}"),
         web_enabled=False,
         consumer_auto_offset_reset="latest",
         producer_acks=-1,
         topic_partitions=1,
-        topic_replication_factor=settings.replication_factor,
+        # `pipeline worker` resolves the cluster's replication first; Settings built without it get 1.
+        topic_replication_factor=settings.replication_factor or 1,
     )
     control = app.topic(settings.topics.control, value_serializer="raw", key_serializer="raw")
 
@@ -157,33 +164,36 @@ class FaustHandOff:
 def add_role(
     app: faust.App, role: str, handoff: FaustHandOff, process: Process, emit: Emit, reader: BatchReader
 ) -> None:
-    """The role's agent (iterates the hand-off, runs the stage, emits its records) and the task that starts
-    the role's reader once the agent listens."""
+    """The role's agent: it starts the role's reader as soon as it listens (not when Faust's own consumer
+    group has settled), then iterates the hand-off, runs the stage and emits its records."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def start_reader() -> None:
+        while handoff.channel.subscriber_count == 0:  # a batch sent before the agent subscribes would vanish
+            await asyncio.sleep(0.01)
+        handoff.bind(asyncio.get_running_loop())
+        if reader.ident is None and not reader.stopping:  # never started (a thread starts once)
+            reader.start()
 
     async def agent(stream: Any) -> None:
+        if not tasks:
+            task = asyncio.ensure_future(start_reader())
+            tasks.add(task)  # kept: the loop holds tasks weakly
         async for batch in stream:
             ticket = batch.ticket
             try:
                 if not ticket.live:
                     continue  # its partitions were revoked or rewound before it started
                 emit(await process(batch), ticket)
-            except Exception as exc:  # never let a crashing agent skip its batch: rewind it instead
-                log.exception("%s agent: batch %d raised; it will be rewound", role, ticket.id)
+            except Exception as exc:  # the cause is outside the events: read the batch again later
+                log.warning("%s agent: batch %d not processed (%s: %s)", role, ticket.id, type(exc).__name__, exc)
+                log.debug("%s agent: batch %d", role, ticket.id, exc_info=exc)
                 ticket.tracker.fail(ticket, exc)
             finally:
                 handoff.finished += 1
 
     agent.__name__ = f"{role}_agent"
     app.agent(handoff.channel, name=f"{role}_agent")(agent)
-
-    async def start_reader() -> None:
-        while handoff.channel.subscriber_count == 0:  # a batch sent before the agent subscribes would vanish
-            await asyncio.sleep(0.01)
-        handoff.bind(asyncio.get_running_loop())
-        reader.start()
-
-    start_reader.__name__ = f"{role}_reader"
-    app.task(start_reader)
 
 
 class PipelineWorker(faust.Worker):

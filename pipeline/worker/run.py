@@ -47,17 +47,20 @@ def run_worker(
     """
     set_young_threshold(settings.gc_gen0_threshold)
     metrics = Metrics()
-    state = Health(metrics, roles)
+    state = Health(metrics, roles, settings.stall_timeout_s)
     server = None
     if health is not None:
         server = HealthServer(
-            health.port, state.checks, lambda: generate_latest(metrics.registry), host=health.host
+            health.port,
+            state.checks,
+            lambda: generate_latest(metrics.registry),
+            liveness=state.liveness,
+            host=health.host,
         ).start()
         log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", server.port)
     runtime = build_runtime(settings, roles, metrics, state)
-    state.set("connected", True)
-    state.set("model_warm", True)
-    runtime.fatal.subscribe(lambda _exc: state.set("model_warm", False))
+    state.built(model_warm=True)
+    runtime.fatal.subscribe(lambda _exc: state.fatal())
     runtime.lag.start()
     status = StatusLine(metrics.registry.collect) if status_line else None
     if status is not None:

@@ -31,7 +31,7 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
 from pipeline.config import Settings
-from pipeline.observability.health import CHECKS
+from pipeline.observability.health import CHECKS, stalled
 from pipeline.observability.http import HealthServer
 from pipeline.observability.status import StatusLine
 
@@ -39,6 +39,7 @@ log = logging.getLogger("pipeline.supervisor")
 
 PR_SET_PDEATHSIG = 1
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LIVENESS_SAMPLES = ("pipeline_last_progress_time_seconds", "pipeline_work_pending", "pipeline_holding")
 STOP_MARGIN_S = 20.0  # past the drain timeout, before a process that does not stop is killed
 
 
@@ -68,7 +69,9 @@ class Supervisor:
         server = None
         status = None
         if self.settings.metrics_port:
-            server = HealthServer(self.settings.metrics_port, self.readiness, self.metrics).start()
+            server = HealthServer(
+                self.settings.metrics_port, self.readiness, self.metrics, liveness=self.liveness
+            ).start()
             log.info("metrics and health on :%d (/metrics, /healthz, /readyz), for every process", server.port)
         if self.status_line:
             status = StatusLine(self._registry.collect)
@@ -106,6 +109,28 @@ class Supervisor:
                     seen.setdefault(pid, {})[sample.labels.get("check", "")] = sample.value == 1
         running = len(pids) == len(self.procs)
         return {check: running and all(seen.get(pid, {}).get(check, False) for pid in pids) for check in CHECKS}
+
+    def liveness(self) -> dict[str, bool]:
+        """Per role: not stalled in any running process (the rule is pipeline/observability/health.py's)."""
+        pids = {str(proc.pid) for proc in self.procs if proc.pid is not None and proc.exitcode is None}
+        state: dict[tuple[str, str], dict[str, float]] = {}
+        for family in self._registry.collect():
+            for sample in family.samples:
+                if sample.name in _LIVENESS_SAMPLES and sample.labels.get("pid") in pids:
+                    key = (sample.labels["pid"], sample.labels.get("role", ""))
+                    state.setdefault(key, {})[sample.name] = sample.value
+        now = time.time()
+        alive: dict[str, bool] = {}
+        for (_pid, role), values in state.items():
+            stuck = stalled(
+                values.get("pipeline_last_progress_time_seconds", now),
+                values.get("pipeline_work_pending", 0) == 1,
+                values.get("pipeline_holding", 0) == 1,
+                now,
+                self.settings.stall_timeout_s,
+            )
+            alive[role] = alive.get(role, True) and not stuck
+        return alive
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signalled = signal.Signals(signum)
@@ -174,11 +199,19 @@ def exit_status(exitcode: int) -> int:
 def process_main(settings: Settings, roles: tuple[str, ...], loglevel: str, supervisor_pid: int) -> None:
     """The entry point of one worker process (a fresh interpreter)."""
     _stop_with_supervisor(supervisor_pid)
+    from pipeline.model.errors import ModelError
     from pipeline.observability.logs import configure_logging, settings_secrets
+    from pipeline.serde import SchemaStoreError
+    from pipeline.stages.hooks import HookConfigError
     from pipeline.worker.run import run_worker
 
     configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
-    sys.exit(run_worker(settings, roles, loglevel=loglevel))
+    try:
+        code = run_worker(settings, roles, loglevel=loglevel)
+    except (ModelError, HookConfigError, SchemaStoreError) as exc:  # a start-up problem: one line
+        print(f"worker process {'+'.join(roles)}: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
 
 
 def _stop_with_supervisor(supervisor_pid: int) -> None:

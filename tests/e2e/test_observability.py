@@ -76,7 +76,8 @@ def test_metrics_count_what_flowed_and_readiness_follows_warm_up(e2e_settings: S
                 break
             time.sleep(0.05)
         assert status == 200, body
-        assert json.loads(body)["checks"] == {"connected": True, "partitions_assigned": True, "model_warm": True}
+        checks = {"connected": True, "partitions_assigned": True, "model_warm": True, "flowing": True}
+        assert json.loads(body)["checks"] == checks
         assert _get(port, "/healthz")[0] == 200
         produce_raw(settings, settings.topics.input, records)
         out = read_topic(settings, settings.topics.output, expected=len(good), timeout_s=60)

@@ -18,7 +18,6 @@ from pipeline.ops.collect import Record, count, read_topic
 from pipeline.ops.generate import text_requests, tiny_requests
 from pipeline.serde import Codecs, EventCodec, build_request
 from pipeline.serde.deadletter import PREFIX, header_value
-from tests.conftest import committed_total
 from tests.harness import WorkerProcess, produce_raw, produce_requests
 
 
@@ -184,39 +183,6 @@ def _watch_until(settings: Settings, topic: str, at_least: int, timeout_s: float
     return seen
 
 
-def test_kill_9_mid_stream_then_restart_gives_every_event_a_result(e2e_settings: Settings) -> None:
-    settings = e2e_settings
-    n = 30_000
-    requests = list(tiny_requests(n, seed=9))
-    ids = produce_requests(settings, requests)
-    args = ("--model", "tiny", "--batch-size", "500", "--worker-id", "crash-test")
-    first = WorkerProcess(settings, *args).start()
-    try:
-        seen = _watch_until(settings, settings.topics.output, n // 3, timeout_s=120)
-        assert first.alive(), "the worker finished before it could be killed"
-        assert seen < n, "the worker had already finished"
-        first.kill()
-    finally:
-        if first.alive():
-            first.kill()
-    at_kill = count(settings, settings.topics.output)
-    assert n // 3 <= at_kill < n, at_kill
-    with WorkerProcess(settings, *args) as second:
-        out = read_topic(
-            settings,
-            settings.topics.output,
-            timeout_s=180,
-            stop=lambda recs: len({r.key for r in recs}) >= n,
-        )
-        assert second.alive()
-    codecs = Codecs.from_settings(settings)
-    got = Counter(r["event_id"] for r in _decode_all(codecs.result, out))
-    assert set(got) == set(ids)  # nothing lost
-    duplicates = sum(c - 1 for c in got.values())
-    print(f"kill -9 at {at_kill}/{n} results; duplicates after restart: {duplicates}")
-    assert count(settings, settings.topics.error) == 0
-
-
 def test_priority_events_overtake_a_bulk_backlog(e2e_settings: Settings) -> None:
     settings = e2e_settings
     bulk = list(text_requests(600, seed=5))
@@ -236,27 +202,6 @@ def test_priority_events_overtake_a_bulk_backlog(e2e_settings: Settings) -> None
     print(f"the last high-priority result came at position {last_high}; {bulk_after} bulk results after it")
     # Every urgent event completes while most of the bulk backlog is still waiting.
     assert bulk_after >= len(bulk) // 2
-
-
-@pytest.mark.parametrize("layout", ["on", "off"])
-def test_sigterm_finishes_the_batch_in_flight_commits_and_exits_within_10s(e2e_settings: Settings, layout: str) -> None:
-    settings = e2e_settings
-    n = 3000
-    produce_requests(settings, tiny_requests(n, seed=11))
-    args = ("--model", "tiny", "--batch-size", "100", "--worker-id", "sigterm", "--process-per-role", layout)
-    with WorkerProcess(settings, *args) as worker:
-        worker.wait_assigned()
-        _watch_until(settings, settings.topics.output, n, timeout_s=120)
-        started = time.monotonic()
-        code = worker.terminate(timeout_s=30)
-        elapsed = time.monotonic() - started
-    assert code == 0, worker.output()[-3000:]
-    assert elapsed < 10
-    inference_committed = committed_total(
-        settings, f"{settings.group}.inference", settings.topics.inference, settings.partitions
-    )
-    input_committed = committed_total(settings, f"{settings.group}.input", settings.topics.input, settings.partitions)
-    assert (input_committed, inference_committed) == (n, n), worker.output()[-5000:]
 
 
 @pytest.mark.parametrize("hook", ["tests.e2e.hooks:tag_result"])

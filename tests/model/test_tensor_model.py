@@ -90,11 +90,11 @@ def test_ort_failure_is_bisected_to_the_culprits(tiny_runner: ModelRunner, monke
     real = tiny_runner._run_session
     calls: list[int] = []
 
-    def poisoned(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def poisoned(feeds: dict[str, np.ndarray], deadline: float | None) -> list[np.ndarray]:
         calls.append(len(feeds["x"]))
         if (feeds["x"][:, 0] == 999).any():
             raise RuntimeError("[ONNXRuntimeError] forced failure")
-        return real(feeds)
+        return real(feeds, deadline)
 
     monkeypatch.setattr(tiny_runner, "_run_session", poisoned)
     values = [float(i) for i in range(16)]
@@ -113,7 +113,7 @@ def test_ort_failure_is_bisected_to_the_culprits(tiny_runner: ModelRunner, monke
 
 
 def test_a_batch_failing_everywhere_is_retryable(tiny_runner: ModelRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def broken(feeds: dict[str, np.ndarray], deadline: float | None) -> list[np.ndarray]:
         raise RuntimeError("device lost")
 
     monkeypatch.setattr(tiny_runner, "_run_session", broken)
@@ -126,7 +126,7 @@ def test_batches_above_the_maximum_are_split(registry: Registry, tmp_path: Path)
     runner = ModelRunner(spec, tmp_path, device="cpu")
     seen: list[int] = []
     real = runner._run_session
-    runner._run_session = lambda feeds: seen.append(len(feeds["x"])) or real(feeds)  # type: ignore[method-assign]
+    runner._run_session = lambda feeds, deadline: seen.append(len(feeds["x"])) or real(feeds, deadline)  # type: ignore[method-assign]
     outcomes = runner.run_batch([x_of(float(i)) for i in range(10)])
     runner.close()
     assert all(isinstance(o, Success) for o in outcomes)

@@ -94,3 +94,14 @@ def test_bad_values_are_clear_errors(clean_env: pytest.MonkeyPatch, tmp_path: Pa
     bad.write_text("group = [unterminated")
     with pytest.raises(ConfigError):
         load_settings(bad)
+
+
+def test_an_invalid_setting_is_one_line_naming_it_and_its_variable(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("PIPELINE_BATCH_SIZE", "0")
+    clean_env.setenv("PIPELINE_SECURITY__SECURITY_PROTOCOL", "TLS")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "setting batch_size (PIPELINE_BATCH_SIZE): Input should be greater than or equal to 1 (got '0')" in message
+    assert "setting security.security_protocol (PIPELINE_SECURITY__SECURITY_PROTOCOL)" in message and "'TLS'" in message

@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "pipeline"
 
 # Bottom first: a module may import its own layer and the ones below it.
-LAYERS = ["config", "cpus", "observability", "serde", "kafka", "model", "stages", "worker", "ops", "cli"]
-RANK = {"config": 0, "cpus": 0, **{name: i for i, name in enumerate(LAYERS) if name not in ("config", "cpus")}}
+LAYERS = ["config", "cpus", "errors", "observability", "serde", "kafka", "model", "stages", "worker", "ops", "cli"]
+BOTTOM = ("config", "cpus", "errors")
+RANK = {**dict.fromkeys(BOTTOM, 0), **{name: i for i, name in enumerate(LAYERS) if name not in BOTTOM}}
 
 
 def _module(path: Path) -> str:

@@ -4,16 +4,19 @@ model and no broker."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 
 from pipeline.config import Settings
+from pipeline.model.breaker import CircuitBreaker
+from pipeline.model.errors import ModelUnavailable
 from pipeline.model.outcome import Success
 from pipeline.model.service import ModelService
 from pipeline.observability.metrics import Metrics
-from pipeline.serde import Codecs, EventCodec, build_request
+from pipeline.serde import Codecs, ErrorCode, EventCodec, Failure, Stage, build_request
 from pipeline.serde.deadletter import read_context
 from pipeline.stages.hooks import HookRegistry
 from pipeline.stages.inference import InferenceStage
@@ -23,6 +26,11 @@ from tests.stages.conftest import Consumed, batch_of, by_topic, router
 def refuse_tagged(request: dict[str, Any]) -> None:
     if (request.get("attributes") or {}).get("refuse"):
         raise RuntimeError("refused on purpose")
+
+
+def stall_tagged(request: dict[str, Any]) -> None:
+    if (request.get("attributes") or {}).get("stall"):
+        time.sleep(5)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +52,7 @@ def _stage(
         settings.topics.output,
         "w1",
         metrics,
+        CircuitBreaker("tiny", models.probe),
         hooks=hooks,
         batch_size=4,
     )
@@ -91,3 +100,157 @@ def test_a_failing_hook_or_bad_record_fails_alone(settings: Settings, codecs: Co
     assert [r.value for r in letters] == [records[1].value_, records[3].value_]
     assert read_context(letters[0].headers)["exception.class"] == "RuntimeError"
     assert read_context(letters[1].headers)["model"] == "tiny"
+
+
+def tag_result(request: dict[str, Any], result: dict[str, Any]) -> dict[str, Any] | None:
+    """Breaks the result of tagged requests the way a buggy post-process hook would."""
+    tag = (request.get("attributes") or {}).get("break")
+    if tag == "type":
+        return {**result, "batch_size": "not a number"}
+    if tag == "size":
+        return {**result, "worker_id": "w" * 5000}
+    return None
+
+
+class FlakyModels:
+    """The real tiny model behind a switch: down (every batch fails and so does the probe), or raising for
+    events whose first input is 13 (a runtime error the model runtime does not isolate)."""
+
+    def __init__(self, real: ModelService) -> None:
+        self.real = real
+        self.down = False
+        self.answers_probe = True
+        self.calls = 0
+
+    @property
+    def default_model(self) -> str:
+        return self.real.default_model
+
+    async def run_batch_async(self, items: Any) -> list[Any]:
+        self.calls += 1
+        if self.down:
+            return [
+                Failure(Stage.INFERENCE, ErrorCode.INFERENCE_FAILED, "device lost", retryable=True, model="tiny")
+                for _ in items
+            ]
+        for _, payload in items:
+            x = np.frombuffer(payload["tensors"][0]["data"], dtype=np.float32)
+            if x[0] == 13:
+                raise RuntimeError("the runtime fell over")
+        return await self.real.run_batch_async(items)
+
+    def probe(self, name: str | None = None) -> bool:
+        return self.answers_probe and not self.down
+
+
+def _flaky_stage(settings: Settings, codecs: Codecs, models: Any, hooks: HookRegistry | None = None) -> InferenceStage:
+    metrics = Metrics()
+    hooks = hooks or HookRegistry()
+    return InferenceStage(
+        EventCodec.from_settings(settings, "request", validate=False),
+        Codecs.from_settings(settings.model_copy(update={"max_message_bytes": 2000})).result,
+        models,
+        router(settings, codecs, metrics, hooks),
+        settings.topics.output,
+        "w1",
+        metrics,
+        CircuitBreaker("tiny", lambda: True, open_after=2, backoff_s=60),
+        hooks=hooks,
+        batch_size=8,
+    )
+
+
+def test_a_result_the_schema_refuses_or_too_large_fails_its_event_alone(
+    settings: Settings, codecs: Codecs, models: ModelService
+) -> None:
+    hooks = HookRegistry.from_paths(post=[f"{__name__}:tag_result"])
+    x = np.ones(8, np.float32)
+    requests = [
+        build_request(model="tiny", tensors={"x": x}),
+        build_request(model="tiny", tensors={"x": x}, attributes={"break": "type"}),
+        build_request(model="tiny", tensors={"x": x}),
+        build_request(model="tiny", tensors={"x": x}, attributes={"break": "size"}),
+    ]
+    stage = _flaky_stage(settings, codecs, FlakyModels(models), hooks)
+    out = by_topic(asyncio.run(stage.process(batch_of([Consumed(codecs.request.encode(r)) for r in requests]))))
+    assert [codecs.result.decode(r.value)["event_id"] for r in out[settings.topics.output]] == [
+        requests[0]["event_id"],
+        requests[2]["event_id"],
+    ]
+    errors = [codecs.error.decode(r.value) for r in out[settings.topics.error]]
+    assert [(e["stage"], e["error_code"], e["event_id"]) for e in errors] == [
+        ("OUTPUT", "INVALID_DATUM", requests[1]["event_id"]),
+        ("OUTPUT", "TOO_LARGE", requests[3]["event_id"]),
+    ]
+    assert "batch_size" in errors[0]["message"]
+    assert len(out[settings.topics.dead_letter]) == 2
+
+
+def test_a_runtime_error_is_narrowed_down_to_the_event_that_raises_it(
+    settings: Settings, codecs: Codecs, models: ModelService
+) -> None:
+    xs = [np.full(8, v, np.float32) for v in (1, 2, 13, 4, 5, 6, 7, 8)]
+    requests = [build_request(model="tiny", tensors={"x": x}) for x in xs]
+    stage = _flaky_stage(settings, codecs, FlakyModels(models))
+    out = by_topic(asyncio.run(stage.process(batch_of([Consumed(codecs.request.encode(r)) for r in requests]))))
+    answered = [codecs.result.decode(r.value)["event_id"] for r in out[settings.topics.output]]
+    assert answered == [r["event_id"] for i, r in enumerate(requests) if i != 2]  # each neighbour once
+    (error,) = [codecs.error.decode(r.value) for r in out[settings.topics.error]]
+    assert (error["stage"], error["error_code"], error["event_id"]) == (
+        "INFERENCE",
+        "INFERENCE_FAILED",
+        requests[2]["event_id"],
+    )
+    assert "the runtime fell over" in error["message"]
+    assert read_context(out[settings.topics.dead_letter][0].headers)["exception.class"] == "RuntimeError"
+
+
+def test_a_model_that_is_down_dead_letters_nothing_and_opens_the_circuit(
+    settings: Settings, codecs: Codecs, models: ModelService
+) -> None:
+    flaky = FlakyModels(models)
+    flaky.down = True
+    stage = _flaky_stage(settings, codecs, flaky)
+    records = [Consumed(codecs.request.encode(build_request(model="tiny", tensors={"x": np.ones(8, np.float32)})))]
+    for attempt in (1, 2):
+        with pytest.raises(ModelUnavailable, match="device lost"):
+            asyncio.run(stage.process(batch_of(records)))
+        assert stage.breaker.is_open() == (attempt == 2)
+    stage.breaker.close()
+
+
+def test_a_whole_batch_failing_while_the_model_answers_its_probe_is_the_events_fault(
+    settings: Settings, codecs: Codecs, models: ModelService
+) -> None:
+    flaky = FlakyModels(models)
+    flaky.down = True
+    flaky.probe = lambda name=None: True  # type: ignore[method-assign]
+    stage = _flaky_stage(settings, codecs, flaky)
+    records = [Consumed(codecs.request.encode(build_request(model="tiny", tensors={"x": np.ones(8, np.float32)})))]
+    out = by_topic(asyncio.run(stage.process(batch_of(records))))
+    (error,) = [codecs.error.decode(r.value) for r in out[settings.topics.error]]
+    assert (error["error_code"], error["retryable"]) == ("INFERENCE_FAILED", False)
+    assert not stage.breaker.is_open()
+
+
+def test_a_hook_past_its_deadline_fails_its_event_as_timeout(
+    settings: Settings, codecs: Codecs, models: ModelService
+) -> None:
+    hooks = HookRegistry.from_paths(pre=[f"{__name__}:stall_tagged"], deadline_s=0.1)
+    x = np.ones(8, np.float32)
+    good = build_request(model="tiny", tensors={"x": x})
+    stalled = build_request(model="tiny", tensors={"x": x}, attributes={"stall": "1"})
+    records = [Consumed(codecs.request.encode(r)) for r in (stalled, good)]
+    started = time.perf_counter()
+    out = by_topic(asyncio.run(_stage(settings, codecs, models, hooks).process(batch_of(records))))
+    assert time.perf_counter() - started < 2.0  # the hook was stopped, not waited for
+    assert [codecs.result.decode(r.value)["event_id"] for r in out[settings.topics.output]] == [good["event_id"]]
+    (error,) = [codecs.error.decode(r.value) for r in out[settings.topics.error]]
+    assert (error["stage"], error["error_code"], error["event_id"], error["retryable"]) == (
+        "HOOK",
+        "TIMEOUT",
+        stalled["event_id"],
+        True,
+    )
+    (letter,) = out[settings.topics.dead_letter]
+    assert read_context(letter.headers)["exception.class"].endswith("HookTimeout")

@@ -1,0 +1,71 @@
+"""What a worker checks before it starts anything: the broker, its topics, the schema registry (in
+registry mode) and the model. A wrong one is one clear line and a non-zero exit at start, not a traceback
+at the first record (or a worker that looks fine and answers nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.config import Settings
+from pipeline.kafka.admin import BrokerUnavailable, connect_admin
+from pipeline.kafka.topics import describe_cluster, replication_for
+from pipeline.model.errors import ModelError
+from pipeline.model.registry import load_registry
+from pipeline.model.runner import resolve_model_file
+from pipeline.serde import CHAINS, RegistryUnavailable, shared_store
+from pipeline.serde.codec import shared_registry
+from pipeline.serde.registry import value_subject
+
+
+class PreflightError(Exception):
+    """Something the worker needs is missing or wrong; the message is one line for the operator."""
+
+
+def preflight(settings: Settings, roles: Sequence[str]) -> Settings:
+    """Raise :class:`PreflightError` naming the first thing that is wrong; return the settings with what
+    follows from the cluster filled in (the replication factor Faust creates its own topics with, by the
+    same rule as `pipeline topics create`)."""
+    try:
+        admin = connect_admin(settings)
+    except BrokerUnavailable as exc:
+        raise PreflightError(str(exc)) from None
+    if settings.replication_factor is None:
+        brokers = describe_cluster(admin, settings.admin_timeout_s).brokers
+        settings = settings.model_copy(update={"replication_factor": replication_for(brokers)})
+    wanted = [settings.topics.input] if "input" in roles else []
+    if "input" in roles:
+        wanted += [settings.topics.inference, settings.topics.inference_priority]
+    if "inference" in roles:
+        wanted += [settings.topics.inference, settings.topics.inference_priority, settings.topics.output]
+    wanted += [settings.topics.error, settings.topics.dead_letter, settings.topics.control]
+    present = admin.list_topics(timeout=settings.admin_timeout_s).topics
+    missing = sorted({t for t in wanted if t not in present})
+    if missing:
+        raise PreflightError(
+            f"topic(s) {', '.join(missing)} missing on {settings.bootstrap_servers}: run `pipeline topics create`"
+        )
+    if settings.schema_registry_url:
+        _check_registry(settings)
+    if "inference" in roles:
+        try:
+            resolve_model_file(load_registry(settings.models_file).get(settings.model), settings.model_cache)
+        except ModelError as exc:
+            raise PreflightError(str(exc)) from None
+    return settings
+
+
+def _check_registry(settings: Settings) -> None:
+    """Reachable, and the worker may register what it writes: the result and error schemas under their
+    topics' subjects (the same calls the worker makes at its first write)."""
+    url = settings.schema_registry_url
+    assert url is not None
+    store = shared_store(settings.schemas_dir)
+    try:
+        registry = shared_registry(url)
+        for topic, chain in ((settings.topics.output, CHAINS["result"]), (settings.topics.error, CHAINS["error"])):
+            registry.id_for(value_subject(topic), store.get(chain).text)
+    except RegistryUnavailable as exc:
+        raise PreflightError(f"schema registry at {url}: {exc}") from None
+    except Exception as exc:  # a URL that is not one, a client that cannot be made
+        raise PreflightError(f"schema registry at {url}: {type(exc).__name__}: {exc}") from None
