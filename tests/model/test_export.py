@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.model import ExportError, Registry
+from pipeline.model import ExportError
 from pipeline.model import export as export_mod
 from pipeline.model.texts import KINDS, varied_texts
 
@@ -52,31 +52,44 @@ def test_the_worker_venv_has_no_export_dependencies() -> None:
     assert not [m for m in ("torch", "sentence_transformers") if importlib.util.find_spec(m)]
 
 
+CHECKS = """
+import sys
+from pathlib import Path
+import pipeline.model.export as e
+from pipeline.model import ExportError, load_registry
+
+spec = load_registry(Path("models.toml")).get("minilm-l6")
+cache, scratch = Path(sys.argv[1]), Path(sys.argv[2])
+path = e.export_model(spec, cache)  # the cached export (made once when missing)
+print("path", path)
+print("cosine", e.verify_export(spec, cache))
+e.MIN_COSINE = 1.5  # impossible: a fresh export must fail its check and leave nothing behind
+try:
+    e.export_model(spec, scratch)
+except ExportError as exc:
+    print("refused", exc)
+"""
+
+
 @pytest.mark.slow
 @needs_export_venv
-def test_cached_export_matches_sentence_transformers(model_cache: Path) -> None:
-    """Uses the export in the model cache (exporting it once when missing) and re-runs its check."""
-    done = _in_export_venv(
-        "-m", "pipeline.cli.main", "model", "export", "--model", "minilm-l6", "--verify", cache=model_cache
-    )
+def test_the_export_matches_sentence_transformers_and_a_failed_check_leaves_no_model(
+    model_cache: Path, tmp_path: Path
+) -> None:
+    """One interpreter of the export venv (torch loads once): the cached export's check against
+    sentence-transformers runs again, and an export whose check fails writes nothing."""
+    done = _in_export_venv("-c", CHECKS, str(model_cache), str(tmp_path), cache=model_cache)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == str(model_cache / "minilm-l6" / "model.onnx")
-    cosine = float(done.stderr.split("verified: min cosine", 1)[1].split()[0])
-    assert cosine >= export_mod.MIN_COSINE
-
-
-@pytest.mark.slow
-@needs_export_venv
-def test_a_failed_check_leaves_no_model(registry: Registry, tmp_path: Path) -> None:
-    script = (
-        "import sys; from pathlib import Path; import pipeline.model.export as e\n"
-        "from pipeline.model import ExportError, load_registry\n"
-        "e.MIN_COSINE = 1.5  # impossible: the check must fail\n"
-        "spec = load_registry(Path('models.toml')).get('minilm-l6')\n"
-        "try:\n    e.export_model(spec, Path(sys.argv[1]))\n"
-        "except ExportError as exc:\n    print(exc); sys.exit(7)\n"
-    )
-    done = _in_export_venv("-c", script, str(tmp_path), cache=tmp_path)
-    assert done.returncode == 7, done.stdout + done.stderr[-3000:]
-    assert "export check failed" in done.stdout
+    said = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    assert said["path"] == str(model_cache / "minilm-l6" / "model.onnx")
+    assert float(said["cosine"]) >= export_mod.MIN_COSINE
+    assert "export check failed" in said["refused"]
     assert list(tmp_path.iterdir()) == []  # no model, no staging folder
+
+
+def test_verify_is_a_flag_of_model_export() -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli.main import app
+
+    assert "--verify" in CliRunner().invoke(app, ["model", "export", "--help"]).output

@@ -135,14 +135,16 @@ def _closed_port() -> int:
 
 
 def test_unreachable_broker_fails_fast_with_one_clear_line() -> None:
+    assert Settings().admin_timeout_s == 10.0  # the default: one clear line after about 10 s
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env["KAFKA_BOOTSTRAP"] = f"127.0.0.1:{_closed_port()}"
+    env["PIPELINE_ADMIN_TIMEOUT_S"] = "3"
     for args in (["topics", "create"], ["topics", "describe"]):
         started = time.monotonic()
         result = _cli(args, env, timeout=30)
         elapsed = time.monotonic() - started
         assert result.returncode == 1
-        assert elapsed < 15
+        assert elapsed < 8
         assert "Traceback" not in result.stderr + result.stdout
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and "cannot reach Kafka at 127.0.0.1" in lines[0], result.stderr
