@@ -21,9 +21,10 @@ import psutil
 from pipeline.config import Settings
 from tests.harness import REPO, env_for
 
-DESIGNS = ("pipeline", "raw_loop", "faust_per_event", "quix")
+DESIGNS = ("pipeline", "pipeline_eos", "raw_loop", "faust_per_event", "quix")
 LABELS = {
     "pipeline": "this pipeline (input agent -> inference topic -> inference agent)",
+    "pipeline_eos": "this pipeline with processing_guarantee exactly_once (transactions per commit interval)",
     "raw_loop": "raw confluent-kafka loop, one process",
     "faust_per_event": "Faust agent, one event at a time",
     "quix": "Quix Streams 3.28, StreamingDataFrame.apply per event",
@@ -35,11 +36,14 @@ def command(design: str, settings: Settings, model: str, batch: int, layout: str
     """The command line that runs ``design`` on ``settings``' input and output topics; ``layout`` is the
     pipeline's ``--process-per-role`` (its default: auto)."""
     t = settings.topics
-    if design == "pipeline":
-        return [
+    if design in ("pipeline", "pipeline_eos"):
+        worker = [
             sys.executable, "-m", "pipeline.cli.main", "worker", "--model", model,
             "--batch-size", str(batch), "--no-status", "--process-per-role", layout,
         ]  # fmt: skip
+        if design == "pipeline_eos":
+            worker += ["--guarantee", "exactly_once", "--worker-id", "bench-eos"]
+        return worker
     common = ["--bootstrap", settings.bootstrap_servers, "--input", t.input, "--output", t.output]
     common += ["--group", f"{settings.group}.{design}", "--model", model, "--batch", str(batch)]
     if design == "raw_loop":

@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     # dies without a worker id gives its partitions to the others after this long.
     session_timeout_ms: int = Field(default=30_000, ge=1000)
     drain_timeout_s: float = Field(default=8.0, gt=0)
+    # at_least_once: outputs acknowledged, then their inputs committed (a crash answers the events in flight
+    # twice). exactly_once: each role's outputs and its consumed offsets commit in one transaction per
+    # commit interval; read with read_committed, each event is answered once whatever crashes.
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # A transaction left open by a worker that died is aborted after this (a restart with the same worker
+    # id aborts it at once); read_committed readers wait for it meanwhile.
+    transaction_timeout_ms: int = Field(default=10_000, ge=1000)
     # Offsets are committed at most this often; after a crash, the events answered twice are those in
     # flight (at most three items per role) plus those answered within one interval.
     commit_interval_ms: int = Field(default=100, ge=0)

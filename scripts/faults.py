@@ -8,6 +8,7 @@ output topic, and whether every key's results came out in the order its events w
 
     scripts/faults                         every fault at 100,000 events
     scripts/faults --events 20000 --faults kill-9,broker-stop --json results.json
+    scripts/faults --guarantee exactly_once --faults kill-9,broker-stop   (then 0 twice: read_committed)
 
 Uses brokers of its own (a single node and a three-node cluster under infra/kafka/.local/faults-*), and
 the local registry for the registry fault (skipped where no Java 21 runs it). Stops them all at the end.
@@ -40,6 +41,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition  # noqa: E4
 
 from pipeline.config import Settings, Topics  # noqa: E402
 from pipeline.kafka.clients import consumer_config  # noqa: E402
+from pipeline.observability.logs import configure_logging  # noqa: E402
 from pipeline.ops.generate import tiny_requests  # noqa: E402
 from pipeline.serde import Codecs, EventCodec, build_request  # noqa: E402
 from tests.harness import WorkerProcess, create_pipeline_topics, produce_raw  # noqa: E402
@@ -76,26 +78,29 @@ class Watch(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        consumer = Consumer(consumer_config(self.settings, f"faults-watch-{uuid.uuid4().hex[:6]}"))
         topics = (self.settings.topics.output, self.settings.topics.error)
+        consumer: Consumer | None = None
         parts: list[TopicPartition] = []
         try:
-            while not parts and not self._halt.is_set():
-                try:
-                    md = consumer.list_topics(timeout=5).topics
-                    parts = [TopicPartition(t, p) for t in topics for p in md[t].partitions]
-                except (KafkaException, KeyError):
-                    time.sleep(0.2)
             while not self._halt.wait(0.05):
+                if consumer is None:  # (again) after a failure: fresh metadata, leaders that moved included
+                    consumer = Consumer(consumer_config(self.settings, f"faults-watch-{uuid.uuid4().hex[:6]}"))
+                    parts = []
                 try:
+                    if not parts:
+                        md = consumer.list_topics(timeout=5).topics
+                        parts = [TopicPartition(t, p) for t in topics for p in md[t].partitions]
                     total = sum(consumer.get_watermark_offsets(tp, timeout=1, cached=False)[1] for tp in parts)
-                except KafkaException:
-                    continue  # the broker is away: no growth is what the stall measures
+                except (KafkaException, KeyError):
+                    consumer.close()  # the broker is away, or a leader moved: no growth is the stall
+                    consumer = None
+                    continue
                 if total > self.total:
                     self.total = total
                     self.grew_at.append((time.monotonic(), total))
         finally:
-            consumer.close()
+            if consumer is not None:
+                consumer.close()
 
     def stop(self) -> None:
         self._halt.set()
@@ -201,8 +206,11 @@ def wait_output(watch: Watch, at_least: int, timeout_s: float = 300) -> None:
         time.sleep(0.05)
 
 
+GUARANTEE = ["--guarantee", "at_least_once"]
+
+
 def worker_args(worker_id: str | None) -> list[str]:
-    args = ["--model", "tiny", "--batch-size", "100"]
+    args = ["--model", "tiny", "--batch-size", "100", *GUARANTEE]
     return [*args, "--worker-id", worker_id] if worker_id else args
 
 
@@ -224,6 +232,8 @@ def run_fault(name: str, n: int, bootstrap: str, env: dict[str, str], seed: int)
         fault_at = time.monotonic()
         if name in ("kill-9", "kill-9-no-id"):
             worker.kill()
+            time.sleep(0.5)  # what the dead worker had already written reaches the watch
+            before = watch.total
             worker = WorkerProcess(settings, *worker_args(worker_id), PIPELINE_LOG_LEVEL="warning").start()
         elif name == "sigterm":
             code = worker.terminate(timeout_s=30)
@@ -327,7 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, of {', '.join(FAULTS)}")
     parser.add_argument("--json", type=Path, help="also write the outcomes here")
+    parser.add_argument("--guarantee", choices=("at_least_once", "exactly_once"), default="at_least_once")
     args = parser.parse_args(argv)
+    GUARANTEE[1] = args.guarantee
+    configure_logging("warning")  # the clients' own reconnect chatter during the faults is not a finding
     wanted = [f.strip() for f in args.faults.split(",") if f.strip()]
     unknown = set(wanted) - set(FAULTS)
     if unknown:
@@ -351,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome = run_fault("broker-kill-1-of-3", args.events, bootstrap, env, seed=200)
             outcomes.append(outcome)
             say(table([outcome]).splitlines()[-1])
+    print(f"processing_guarantee {args.guarantee}; results and errors read with read_committed")
     print(table(outcomes))
     if args.json:
         args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=2) + "\n")

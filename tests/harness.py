@@ -140,3 +140,40 @@ def produce_requests(
 
     produce_raw(settings, topic or settings.topics.input, records())
     return ids
+
+
+def wait_count(settings: Settings, topic: str, at_least: int, timeout_s: float) -> int:
+    """Wait until ``topic`` holds ``at_least`` records (or the timeout); returns how many it holds."""
+    from pipeline.ops.collect import count
+
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = count(settings, topic)
+        if seen >= at_least:
+            return seen
+        time.sleep(0.05)
+    return seen
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a worker's --metrics-port)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """A worker's endpoint on loopback: status and body (0 and "" while nothing answers)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""

@@ -17,6 +17,11 @@ class ProcessLayout(StrEnum):
     off = "off"
 
 
+class Guarantee(StrEnum):
+    at_least_once = "at_least_once"
+    exactly_once = "exactly_once"
+
+
 class Role(StrEnum):
     input = "input"
     inference = "inference"
@@ -41,6 +46,12 @@ def worker(
         None,
         help="Each role in a process of its own (auto: with 2 or more CPUs; config: process_per_role).",
     ),
+    guarantee: Guarantee | None = typer.Option(
+        None,
+        "--guarantee",
+        help="at_least_once (default) or exactly_once: outputs and offsets in one transaction per commit "
+        "interval (config: processing_guarantee).",
+    ),
     status: bool | None = typer.Option(
         None, "--status/--no-status", help="A live status line on stderr (default: when stderr is a terminal)."
     ),
@@ -61,6 +72,7 @@ def worker(
         log_level=log_level,
         metrics_port=metrics_port,
         process_per_role=process_per_role.value if process_per_role else None,
+        processing_guarantee=guarantee.value if guarantee else None,
     )
     configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
     roles = ROLES if role is Role.all else (role.value,)
@@ -72,6 +84,7 @@ def worker(
     err_console().print(
         f"worker role={role.value} broker={settings.bootstrap_servers} model={settings.model} "
         f"batch={settings.batch_size}/{settings.batch_max_wait_ms}ms id={settings.worker_id or '-'} "
+        f"guarantee={settings.processing_guarantee} "
         f"processes={' '.join('+'.join(group) for group in groups)}",
         highlight=False,
     )

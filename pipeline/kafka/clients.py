@@ -45,6 +45,9 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
+            # Records of transactions that did not commit are never read (what exactly-once relies on;
+            # at least once, nothing writes in transactions but replay).
+            "isolation.level": "read_committed",
         },
     )
     conf.update(overrides)

@@ -160,6 +160,22 @@ class OffsetTracker:
                     queue.remove(ticket)
             self._changed.notify_all()
 
+    def emitted_any(self) -> bool:
+        """Whether any open batch has written its outputs (sealed), or any offset awaits its commit: what a
+        transaction would hold."""
+        with self._lock:
+            return bool(self._commit) or any(t.live and t.sealed for q in self._queues.values() for t in q)
+
+    def kill_all(self) -> None:
+        """Every open batch is void (its transaction aborted): an agent that still has one writes nothing
+        of it; the reader reads the partitions again from their committed offsets."""
+        with self._lock:
+            for queue in self._queues.values():
+                for ticket in queue:
+                    ticket.live = False
+            self._commit.clear()
+            self._changed.notify_all()
+
     def in_flight_any(self) -> bool:
         """Whether any batch is open (handed over and not yet committable)."""
         with self._lock:

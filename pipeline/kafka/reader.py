@@ -29,6 +29,7 @@ from pipeline.kafka.batching import Batch, BatchPolicy
 from pipeline.kafka.lane import PriorityLane
 from pipeline.kafka.offsets import TP, OffsetTracker, Ticket
 from pipeline.kafka.retry import RetryPolicy
+from pipeline.kafka.transactions import TransactionAborted, TransactionalWriter
 from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
 
@@ -38,6 +39,7 @@ log = logging.getLogger("pipeline.reader")
 _IDLE_CHECK_S = 0.002
 _IDLE_POLL_S = 0.2  # an idle reader's poll: how soon it sees a stop or commits a settled batch
 _RECONNECT_CHECK_S = 1.0  # while the broker is unreachable, how often to ask whether it is back
+_TXN_POLL_S = 0.005  # with batches in an open transaction: how soon a turning-idle agent's commit goes
 
 
 class HandOff(Protocol):
@@ -89,6 +91,7 @@ class BatchReader(threading.Thread):
         on_fatal: Callable[[BaseException], None] | None = None,
         drain_timeout_s: float = 8.0,
         commit_interval_s: float = 0.1,
+        transactions: TransactionalWriter | None = None,
     ) -> None:
         super().__init__(name=f"reader-{name}", daemon=True)
         self.role = name
@@ -105,6 +108,9 @@ class BatchReader(threading.Thread):
         self._on_fatal = on_fatal
         self._drain_timeout_s = drain_timeout_s
         self._commit_interval_s = commit_interval_s
+        # Exactly-once: offsets go into the role's transactions (committed by this writer), never commit().
+        self._transactions = transactions
+        self._txn_since: float | None = None
         self._stop_event = threading.Event()
         self._pending: list[Message] = []
         self._first_at: float | None = None
@@ -208,7 +214,10 @@ class BatchReader(threading.Thread):
                 # every W (each wake-up takes a core from the model's intra-op threads, see writer).
                 # While something is held, the short wait: the end of the hold is seen soon.
                 held = self._lane_busy or self._held_until
-                first = consumer.poll(min(wait, 0.2) if held else _IDLE_POLL_S)
+                timeout = min(wait, 0.2) if held else _IDLE_POLL_S
+                if self._transactions is not None and (self._work or self._txn_since is not None):
+                    timeout = _TXN_POLL_S  # its outputs are invisible until the transaction commits
+                first = consumer.poll(timeout)
                 called_at = time.monotonic()
                 messages = [] if first is None else [first, *consumer.consume(max(1, want - 1), timeout=0)]
             else:
@@ -330,6 +339,9 @@ class BatchReader(threading.Thread):
         failures = self._tracker.take_failures()
         if failures:
             self._rewind(consumer, failures)
+        if self._transactions is not None:
+            self._commit_transaction(consumer, self._transactions, sync)
+            return
         commits = self._tracker.take_commits()
         for tp, offset in commits.items():
             if offset > self._to_commit.get(tp, -1):
@@ -358,6 +370,65 @@ class BatchReader(threading.Thread):
             # processed again after a restart.
             log.warning("%s reader: commit failed: %s", self.role, exc)
             self._commit_retry_at = now + 1.0
+
+    def _commit_transaction(self, consumer: Consumer, writer: TransactionalWriter, sync: bool) -> None:
+        """Exactly-once: commit the role's transaction with the offsets it allows, once a commit interval
+        has passed since its first batch, at once when the agent has nothing more in hand (so a quiet
+        stream is not held back by the interval), and always when asked (revocation, shutdown)."""
+        if not self._tracker.emitted_any():
+            self._txn_since = None
+            if not (sync and writer.in_transaction()):
+                return
+        now = time.monotonic()
+        if self._txn_since is None:
+            self._txn_since = now
+        if not (sync or now - self._txn_since >= self._commit_interval_s or self._handoff.idle()):
+            return
+        try:
+            offsets = writer.commit(self._tracker, consumer.consumer_group_metadata())
+        except (TransactionAborted, KafkaException) as exc:
+            self._txn_since = None
+            self._read_again_from_committed(consumer, exc)
+            return
+        self._txn_since = None
+        if offsets:
+            self.stats.commits += 1
+            for tp, offset in offsets.items():
+                rewound = self._rewinds.get(tp)
+                if rewound is not None and offset > rewound[0]:
+                    del self._rewinds[tp]
+            if self._health is not None:
+                self._health.progress(self.role)
+        if self._work and not self._tracker.in_flight_any():
+            self._work_changed(False)
+
+    def _read_again_from_committed(self, consumer: Consumer, exc: BaseException) -> None:
+        """A transaction aborted: nothing of it is visible, so every assigned partition is read again from
+        its committed offset, after a backoff."""
+        tps = set(self.stats.assigned)
+        self._tracker.forget(tps)
+        self._tracker.take_failures()
+        self._pending, self._first_at = [], None
+        now = time.monotonic()
+        count = 1 + max((c for _, c in self._rewinds.values()), default=0)
+        delay = self._backoff.delay_s(count)
+        try:
+            committed = consumer.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
+        except KafkaException as err:
+            raise FatalReaderError(f"{self.role}: committed offsets unavailable after an abort: {err}") from None
+        for tp in committed:
+            low, _high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), cached=True)
+            offset = tp.offset if tp.offset >= 0 else max(low, 0)
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            self._rewinds[(tp.topic, tp.partition)] = (offset, count)
+            self._held_until[(tp.topic, tp.partition)] = now + delay
+        self.stats.rewinds += 1
+        self._metrics.rewinds.labels(self.role).inc()
+        log.error(
+            "%s reader: %s; reading %d partition(s) again from their commits in %.1f s", self.role, exc, len(tps), delay
+        )
+        if self._work:
+            self._work_changed(False)
 
     def _committed(self, partitions: list[TopicPartition]) -> None:
         """Drop the offsets the broker has stored; a failed or newer one stays queued for the next commit."""
@@ -479,6 +550,13 @@ class BatchReader(threading.Thread):
             if not self._tracker.wait_idle(tps, self._drain_timeout_s):
                 log.warning("%s reader: in-flight batches of %s dropped at revocation", self.role, sorted(tps))
             self._commit_and_rewind(consumer, sync=True)
+        lost_in_transaction = not commit and self._transactions is not None
+        if lost_in_transaction:
+            # Lost, not revoked: the open transaction may hold their outputs, which must not commit; the
+            # partitions kept are read again from their commits.
+            assert self._transactions is not None
+            self._transactions.abort(self._tracker)
+            self._txn_since = None
         self._tracker.forget(tps)
         for tp in tps:
             self._to_commit.pop(tp, None)
@@ -491,6 +569,8 @@ class BatchReader(threading.Thread):
         if self._health is not None:
             self._health.assignment(self.role, len(self.stats.assigned))
         log.info("%s reader: released %s", self.role, sorted(tps))
+        if lost_in_transaction and self.stats.assigned:
+            self._read_again_from_committed(consumer, TransactionAborted(f"partitions {sorted(tps)} lost"))
 
     # -- shutdown ------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from pipeline.kafka.offsets import OffsetTracker
 from pipeline.kafka.reader import BatchReader, Gate
 from pipeline.kafka.records import OutRecord
 from pipeline.kafka.retry import RetryPolicy
+from pipeline.kafka.transactions import TransactionalWriter
 from pipeline.kafka.writer import OutputWriter, Refused
 from pipeline.model.breaker import CircuitBreaker
 from pipeline.model.registry import load_registry
@@ -72,7 +73,7 @@ class Runtime:
     metrics: Metrics
     health: Health
     fatal: FatalLatch
-    writer: OutputWriter
+    writers: tuple[OutputWriter, ...]
     roles: tuple[RoleRuntime, ...]
     models: ModelService | None
     breaker: CircuitBreaker | None
@@ -91,7 +92,7 @@ class Runtime:
         for role in self.roles:
             if role.reader.is_alive():
                 role.reader.join(timeout=timeout_s)
-        left = self.writer.close(timeout_s=2.0)
+        left = sum(writer.close(timeout_s=2.0) for writer in self.writers)
         if left:
             log.warning("%d output(s) still unacknowledged at shutdown; their inputs stay uncommitted", left)
         self.stopped.set()
@@ -115,14 +116,7 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
         deadline_s=settings.hook_timeout_ms / 1000.0 if settings.hook_timeout_ms else None,
     )
     routers = {role: _router(settings, codecs, metrics, hooks, role) for role in roles}
-    writer = OutputWriter(
-        producer_config(settings),
-        metrics,
-        RetryPolicy(max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_ms / 1000),
-        on_fatal=fatal.trip,
-        on_refused=_refusals(settings, codecs.request, routers),
-        max_in_flight=settings.max_in_flight_outputs,
-    )
+    writers = _writers(settings, roles, metrics, fatal, _refusals(settings, codecs.request, routers))
     backoff = RetryPolicy(
         base_delay_s=settings.rewind_backoff_ms / 1000, max_delay_s=settings.rewind_backoff_max_ms / 1000
     )
@@ -131,8 +125,9 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
     models: ModelService | None = None
     breaker: CircuitBreaker | None = None
 
-    def backlog() -> str | None:
-        return "the writer's backlog is full" if writer.backlogged() else None
+    def backlog(role: str) -> Gate:
+        writer = writers[role]
+        return lambda: "the writer's backlog is full" if writer.backlogged() else None
 
     def add(
         name: str,
@@ -144,6 +139,7 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
     ) -> None:
         tracker = OffsetTracker()
         handoff = FaustHandOff(app)
+        writer = writers[name]
         reader = BatchReader(
             name,
             _reader_config(settings, name),
@@ -159,6 +155,7 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             on_fatal=fatal.trip,
             drain_timeout_s=settings.drain_timeout_s,
             commit_interval_s=settings.commit_interval_ms / 1000,
+            transactions=writer if isinstance(writer, TransactionalWriter) else None,
         )
         isolated = Isolated(stage, routers[name], metrics)
         add_role(app, name, handoff, isolated.process, writer.emit, reader)
@@ -176,7 +173,7 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             metrics,
         )
         policy = BatchPolicy(settings.input_batch_size, settings.batch_max_wait_ms)
-        add("input", [settings.topics.input], stage, policy, backlog)
+        add("input", [settings.topics.input], stage, policy, backlog("input"))
     if "inference" in roles:
         models = ModelService.from_settings(settings)  # loads and warms up the default model
         runner = models.runner()
@@ -192,9 +189,10 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             on_change=lambda state: metrics.circuit_open.labels(model_name).set(1 if state == "open" else 0),
         )
         circuit = breaker
+        inference_backlog = backlog("inference")
 
         def inference_gate() -> str | None:
-            return f"the circuit of model {model_name} is open" if circuit.is_open() else backlog()
+            return f"the circuit of model {model_name} is open" if circuit.is_open() else inference_backlog()
 
         # Its records were validated by the input role; the model runtime checks tensors and texts again
         # per event before batching.
@@ -230,7 +228,37 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             [settings.topics.inference_priority],
         )
     lag = LagMonitor(settings, {f"{settings.group}.{r.name}": [*r.topics, *r.priority_topics] for r in built}, metrics)
-    return Runtime(settings, metrics, health, fatal, writer, tuple(built), models, breaker, app, lag, threading.Event())
+    distinct = tuple({id(w): w for w in writers.values()}.values())
+    return Runtime(
+        settings, metrics, health, fatal, distinct, tuple(built), models, breaker, app, lag, threading.Event()
+    )
+
+
+def _writers(
+    settings: Settings, roles: Sequence[str], metrics: Metrics, fatal: FatalLatch, refused: Refused
+) -> dict[str, OutputWriter]:
+    """The roles' writers: one shared by every role (at least once), or one transactional writer per role
+    (exactly once: a role's outputs and its offsets commit together), its id stable across restarts."""
+    retry = RetryPolicy(max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_ms / 1000)
+    common: dict[str, Any] = {
+        "on_fatal": fatal.trip,
+        "on_refused": refused,
+        "max_in_flight": settings.max_in_flight_outputs,
+    }
+    if settings.processing_guarantee == "exactly_once":
+        return {
+            role: TransactionalWriter(
+                producer_config(settings),
+                metrics,
+                transactional_id=f"{settings.group}.{worker_label(settings)}.{role}",
+                transaction_timeout_ms=settings.transaction_timeout_ms,
+                retry=retry,
+                **common,
+            )
+            for role in roles
+        }
+    shared = OutputWriter(producer_config(settings), metrics, retry, **common)
+    return dict.fromkeys(roles, shared)
 
 
 def _router(settings: Settings, codecs: Codecs, metrics: Metrics, hooks: HookRegistry, role: str) -> FailureRouter:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RATIOS = {"minilm_vs_ort", "tiny_vs_raw_loop", "tiny_vs_faust_per_event", "tiny_vs_quix"}
-DESIGNS = {"pipeline", "raw_loop", "faust_per_event", "quix"}
+RATIOS = {"minilm_vs_ort", "tiny_vs_raw_loop", "tiny_vs_faust_per_event", "tiny_vs_quix", "tiny_eos_vs_alo"}
+DESIGNS = {"pipeline", "pipeline_eos", "raw_loop", "faust_per_event", "quix"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report import TARGETS, markdown, plot, ratios
+from bench.report import TARGETS, eos_p99_added_ms, markdown, plot, ratios
 
 
 def _run(design: str, model: str, eps: float, error: str | None = None) -> dict[str, Any]:
@@ -43,13 +43,24 @@ def _result(**runs: float) -> dict[str, Any]:
 
 
 def test_ratios_are_pipeline_over_other() -> None:
-    r = _result(pipeline=20_000.0, raw_loop=25_000.0, faust_per_event=4_000.0, quix=10_000.0)["ratios"]
+    r = _result(pipeline=20_000.0, raw_loop=25_000.0, faust_per_event=4_000.0, quix=10_000.0, pipeline_eos=17_000.0)[
+        "ratios"
+    ]
     assert r == {
         "minilm_vs_ort": 0.95,
         "tiny_vs_raw_loop": 0.8,
         "tiny_vs_faust_per_event": 5.0,
         "tiny_vs_quix": 2.0,
+        "tiny_eos_vs_alo": 0.85,  # the other way round: exactly-once's events/s over at-least-once's
     }
+
+
+def test_exactly_onces_added_p99_is_reported_against_its_target() -> None:
+    result = _result(pipeline=20_000.0, raw_loop=25_000.0, faust_per_event=4_000.0, quix=10_000.0, pipeline_eos=1.0)
+    eos = next(r for r in result["runs"] if r["design"] == "pipeline_eos")
+    eos["latency"] = dict(eos["latency"], p99_ms=130.0)  # at-least-once's is 30 ms
+    assert eos_p99_added_ms(result) == 100.0
+    assert "+100 ms against at-least-once" in markdown(result) and "120 ms: met" in markdown(result)
 
 
 def test_a_failed_design_gives_no_ratio_and_shows_as_failed() -> None:

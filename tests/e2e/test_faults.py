@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,21 +21,9 @@ from pipeline.serde import Codecs, EventCodec, build_request
 from pipeline.serde.deadletter import read_context
 from tests import slow_model
 from tests.conftest import committed_total
-from tests.e2e.test_probes import _free_port, _get
-from tests.harness import REPO, WorkerProcess, create_pipeline_topics, produce_raw
-
-KAFKA_LOCAL = REPO / "infra" / "kafka" / "kafka-local"
-
-
-def _wait_count(settings: Settings, topic: str, at_least: int, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    seen = 0
-    while time.monotonic() < deadline:
-        seen = count(settings, topic)
-        if seen >= at_least:
-            return seen
-        time.sleep(0.05)
-    return seen
+from tests.e2e.conftest import kafka_local
+from tests.e2e.test_probes import _get
+from tests.harness import REPO, WorkerProcess, create_pipeline_topics, free_port, produce_raw, wait_count
 
 
 def _keyed(settings: Settings, n: int, keys: int, seed: int) -> list[dict[str, object]]:
@@ -129,7 +116,7 @@ def test_kill_9_then_restart_resumes_in_seconds_with_per_key_order(e2e_settings:
     args = ("--model", "tiny", "--batch-size", "200", "--worker-id", "crash-test")
     first = WorkerProcess(settings, *args).start()
     try:
-        seen = _wait_count(settings, settings.topics.output, n // 3, timeout_s=120)
+        seen = wait_count(settings, settings.topics.output, n // 3, timeout_s=120)
         assert first.alive(), "the worker finished before it could be killed"
         assert seen < n, "the worker had already finished"
         first.kill()
@@ -140,7 +127,7 @@ def test_kill_9_then_restart_resumes_in_seconds_with_per_key_order(e2e_settings:
     assert n // 3 <= at_kill < n, at_kill
     restarted = time.monotonic()
     with WorkerProcess(settings, *args) as second:
-        flowing = _wait_count(settings, settings.topics.output, at_kill + 1, timeout_s=60)
+        flowing = wait_count(settings, settings.topics.output, at_kill + 1, timeout_s=60)
         resumed_s = time.monotonic() - restarted
         out = _read_all(settings, n)
         assert second.alive()
@@ -165,7 +152,7 @@ def test_sigterm_mid_backlog_exits_within_10s_and_commits_exactly_what_was_answe
     _keyed(settings, n, keys=16, seed=11)
     args = ("--model", "tiny", "--batch-size", "100", "--worker-id", "sigterm", "--process-per-role", layout)
     with WorkerProcess(settings, *args) as worker:
-        seen = _wait_count(settings, settings.topics.output, n // 3, timeout_s=120)
+        seen = wait_count(settings, settings.topics.output, n // 3, timeout_s=120)
         assert seen < n, "the backlog was done before the signal"
         started = time.monotonic()
         code = worker.terminate(timeout_s=30)
@@ -180,34 +167,6 @@ def test_sigterm_mid_backlog_exits_within_10s_and_commits_exactly_what_was_answe
     assert (inputs, inference) == (forwarded, answered), worker.output()[-4000:]
 
 
-def _kafka_local(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([str(KAFKA_LOCAL), *args], capture_output=True, text=True, env=env, timeout=180)
-    assert done.returncode == 0, f"kafka-local {' '.join(args)}: {done.stderr[-2000:]}"
-    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-
-
-def _own(tmp_path: Path, nodes: int) -> Iterator[tuple[str, dict[str, str]]]:
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_PORT"}
-    env.update(KAFKA_LOCAL_STATE=str(tmp_path / "broker"), KAFKA_LOCAL_PYTHON=sys.executable)
-    bootstrap = _kafka_local(env, "start", "--nodes", str(nodes))
-    try:
-        yield bootstrap, env
-    finally:
-        subprocess.run([str(KAFKA_LOCAL), "stop"], capture_output=True, env=env, timeout=120)
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A broker of this test's own (it will be stopped and started again)."""
-    yield from _own(tmp_path, 1)
-
-
-@pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """Three brokers of this test's own (one of them will be killed)."""
-    yield from _own(tmp_path, 3)
-
-
 def test_the_broker_stopped_for_10s_mid_stream_loses_nothing_and_needs_no_restart(
     pipeline_settings: Settings, own_broker: tuple[str, dict[str, str]]
 ) -> None:
@@ -216,21 +175,21 @@ def test_the_broker_stopped_for_10s_mid_stream_loses_nothing_and_needs_no_restar
     create_pipeline_topics(settings)
     n = 10_000
     sent = _keyed(settings, n, keys=20, seed=13)
-    port = _free_port()
+    port = free_port()
     args = ("--model", "tiny", "--batch-size", "100", "--worker-id", "outage", "--metrics-port", str(port))
     with WorkerProcess(settings, *args) as worker:
-        _wait_count(settings, settings.topics.output, n // 4, timeout_s=120)
+        wait_count(settings, settings.topics.output, n // 4, timeout_s=120)
         pid = worker.proc.pid if worker.proc else None
-        _kafka_local(env, "stop")
+        kafka_local(env, "stop")
         time.sleep(10)
         assert worker.alive()
         status, body = _get(port, "/readyz")
         assert status == 503 and body["checks"]["connected"] is False, body  # type: ignore[index]
         assert _get(port, "/healthz")[0] == 200  # waiting for the broker is not being wedged
-        _kafka_local(env, "start")
+        kafka_local(env, "start")
         back = time.monotonic()
         before = count(settings, settings.topics.output)
-        _wait_count(settings, settings.topics.output, before + 1, timeout_s=60)
+        wait_count(settings, settings.topics.output, before + 1, timeout_s=60)
         resumed_s = time.monotonic() - back
         out = _read_all(settings, n)
         assert worker.alive() and worker.proc is not None and worker.proc.pid == pid  # rode through
@@ -254,9 +213,9 @@ def test_one_broker_of_three_killed_mid_stream_loses_nothing_and_needs_no_restar
     n = 10_000
     sent = _keyed(settings, n, keys=20, seed=15)
     with WorkerProcess(settings, "--model", "tiny", "--batch-size", "100", "--worker-id", "cluster") as worker:
-        _wait_count(settings, settings.topics.output, n // 4, timeout_s=120)
+        wait_count(settings, settings.topics.output, n // 4, timeout_s=120)
         pid = worker.proc.pid if worker.proc else None
-        _kafka_local(env, "kill-node", "2")
+        kafka_local(env, "kill-node", "2")
         out = _read_all(settings, n)
         assert worker.alive() and worker.proc is not None and worker.proc.pid == pid
     got = Counter(r["event_id"] for r in _results(settings, out))
@@ -291,12 +250,12 @@ def test_a_registry_outage_holds_new_schemas_until_it_is_back(
     settings = e2e_settings.model_copy(update={"schema_registry_url": url})
     v1 = list(tiny_requests(500, seed=41))
     codec_v1 = EventCodec.from_settings(settings, "request", writer_version=1)
-    port = _free_port()
+    port = free_port()
     args = ("--model", "tiny", "--worker-id", "registry", "--metrics-port", str(port))
     with WorkerProcess(settings, *args, PIPELINE_SCHEMA_REGISTRY_URL=url) as worker:
         worker.wait_assigned()
         produce_raw(settings, settings.topics.input, ((r["event_id"].encode(), codec_v1.encode(r), None) for r in v1))
-        _wait_count(settings, settings.topics.output, len(v1), timeout_s=60)
+        wait_count(settings, settings.topics.output, len(v1), timeout_s=60)
         # A writer moves to v2 of the request schema; the worker has not seen its id yet.
         codec_v2 = EventCodec.from_settings(settings, "request", writer_version=2)
         v2 = [{**r, "tenant": "t-1"} for r in tiny_requests(500, seed=42)]

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -20,23 +17,7 @@ from pipeline.kafka.lag import group_lag
 from pipeline.ops.collect import read_topic
 from pipeline.ops.generate import tiny_requests
 from pipeline.serde import Codecs, build_request
-from tests.harness import REPO, WorkerProcess, env_for, produce_raw, produce_requests
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
+from tests.harness import REPO, WorkerProcess, env_for, free_port, http_get, produce_raw, produce_requests
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -56,7 +37,7 @@ def _sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: st
 @pytest.mark.parametrize("layout", ["on", "off"])  # one process per role (merged on scrape), or one process
 def test_metrics_count_what_flowed_and_readiness_follows_warm_up(e2e_settings: Settings, layout: str) -> None:
     settings = e2e_settings
-    port = _free_port()
+    port = free_port()
     good = list(tiny_requests(200, seed=4))
     codec = Codecs.from_settings(settings).request
     bad = [(b"k", b"\x00garbage", None), (b"k", b"", None)]
@@ -68,7 +49,7 @@ def test_metrics_count_what_flowed_and_readiness_follows_warm_up(e2e_settings: S
         seen_not_ready = False
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            status, body = _get(port, "/readyz")
+            status, body = http_get(port, "/readyz")
             if status == 503:
                 seen_not_ready = True
                 assert json.loads(body)["ready"] is False
@@ -78,13 +59,13 @@ def test_metrics_count_what_flowed_and_readiness_follows_warm_up(e2e_settings: S
         assert status == 200, body
         checks = {"connected": True, "partitions_assigned": True, "model_warm": True, "flowing": True}
         assert json.loads(body)["checks"] == checks
-        assert _get(port, "/healthz")[0] == 200
+        assert http_get(port, "/healthz")[0] == 200
         produce_raw(settings, settings.topics.input, records)
         out = read_topic(settings, settings.topics.output, expected=len(good), timeout_s=60)
         errors = read_topic(settings, settings.topics.error, expected=3, timeout_s=30)
         dead = read_topic(settings, settings.topics.dead_letter, expected=3, timeout_s=30)
         time.sleep(1.5)  # delivery reports of the last writes
-        samples = _samples(_get(port, "/metrics")[1])
+        samples = _samples(http_get(port, "/metrics")[1])
     # readiness is only reached after the worker had loaded and warmed up its model
     assert seen_not_ready
     assert len(out) == len(good) and len(errors) == 3 and len(dead) == 3
@@ -121,13 +102,13 @@ def test_lag_rises_while_the_worker_is_down_and_returns_to_zero(e2e_settings: Se
     assert sum(group_lag(settings, group, [settings.topics.input]).values()) == 0
     produce_requests(settings, tiny_requests(500, seed=2))  # nobody is consuming
     assert sum(group_lag(settings, group, [settings.topics.input]).values()) == 500
-    port = _free_port()
+    port = free_port()
     with WorkerProcess(settings, "--model", "tiny", "--worker-id", "lag", "--metrics-port", str(port)):
         read_topic(settings, settings.topics.output, expected=600, timeout_s=60)
         deadline = time.monotonic() + 30
         gauge = -1.0
         while time.monotonic() < deadline:
-            gauge = _sum(_samples(_get(port, "/metrics")[1]), "pipeline_consumer_lag", group=group)
+            gauge = _sum(_samples(http_get(port, "/metrics")[1]), "pipeline_consumer_lag", group=group)
             if gauge == 0 and sum(group_lag(settings, group, [settings.topics.input]).values()) == 0:
                 break
             time.sleep(0.5)

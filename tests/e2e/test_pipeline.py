@@ -18,7 +18,7 @@ from pipeline.ops.collect import Record, count, read_topic
 from pipeline.ops.generate import text_requests, tiny_requests
 from pipeline.serde import Codecs, EventCodec, build_request
 from pipeline.serde.deadletter import PREFIX, header_value
-from tests.harness import WorkerProcess, produce_raw, produce_requests
+from tests.harness import WorkerProcess, produce_raw, produce_requests, wait_count
 
 
 def _decode_all(codec: EventCodec, records: list[Record]) -> list[dict[str, Any]]:
@@ -172,17 +172,6 @@ def test_good_and_bad_events_are_each_accounted_for_once_and_bad_ones_dead_lette
     assert "RuntimeError" in (header_value(hook_letter.headers, PREFIX + "exception.class") or "")
 
 
-def _watch_until(settings: Settings, topic: str, at_least: int, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    seen = 0
-    while time.monotonic() < deadline:
-        seen = count(settings, topic)
-        if seen >= at_least:
-            return seen
-        time.sleep(0.05)
-    return seen
-
-
 def test_priority_events_overtake_a_bulk_backlog(e2e_settings: Settings) -> None:
     settings = e2e_settings
     bulk = list(text_requests(600, seed=5))
@@ -227,7 +216,7 @@ def test_a_second_worker_joining_mid_stream_takes_partitions_and_nothing_is_lost
     n = 20_000
     ids = produce_requests(settings, tiny_requests(n, seed=21))
     with WorkerProcess(settings, "--model", "tiny", "--batch-size", "200", "--worker-id", "a") as first:
-        _watch_until(settings, settings.topics.output, n // 4, timeout_s=120)
+        wait_count(settings, settings.topics.output, n // 4, timeout_s=120)
         with WorkerProcess(settings, "--model", "tiny", "--batch-size", "200", "--worker-id", "b") as second:
             out = read_topic(
                 settings, settings.topics.output, timeout_s=180, stop=lambda recs: len({r.key for r in recs}) >= n

@@ -4,12 +4,9 @@ it cannot make progress for a known reason, /healthz when it is wedged."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,23 +14,12 @@ import numpy as np
 from pipeline.config import Settings
 from pipeline.ops.generate import tiny_requests
 from pipeline.serde import Codecs, build_request
-from tests.harness import REPO, WorkerProcess, env_for, produce_raw, produce_requests
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.harness import REPO, WorkerProcess, env_for, free_port, http_get, produce_raw, produce_requests
 
 
 def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-    except OSError:
-        return 0, {}
+    status, body = http_get(port, path)
+    return status, json.loads(body) if body else {}
 
 
 def _one_line_failure(settings: Settings, *args: str, **env: str) -> tuple[int, list[str], str]:
@@ -70,7 +56,7 @@ def test_healthz_fails_when_the_hot_path_is_wedged_with_work_pending(e2e_setting
     """A hook that hangs with no deadline wedges the inference agent: work is pending, nothing is held on
     purpose and nothing commits, so /healthz turns 503 after stall_timeout_s, in every layout's process."""
     settings = e2e_settings
-    port = _free_port()
+    port = free_port()
     env = {
         "PIPELINE_HOOKS_PRE": '["tests.e2e.hooks:stall_tagged"]',
         "PIPELINE_HOOK_TIMEOUT_MS": "0",  # no deadline: nothing interrupts the hook
