@@ -26,6 +26,8 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.kafka.batching import Batch, BatchPolicy
+from pipeline.kafka.commits import Commits, OffsetCommits, TransactionCommits
+from pipeline.kafka.holds import Gate, Holds
 from pipeline.kafka.lane import PriorityLane
 from pipeline.kafka.offsets import TP, OffsetTracker, Ticket
 from pipeline.kafka.retry import RetryPolicy
@@ -53,10 +55,6 @@ class HandOff(Protocol):
     def idle(self) -> bool:
         """Whether the agent has nothing queued or in hand."""
         ...
-
-
-Gate = Callable[[], str | None]
-"""Why every partition must be held right now (the model's circuit is open, ...), or None."""
 
 
 @dataclass
@@ -98,34 +96,31 @@ class BatchReader(threading.Thread):
         self._config = consumer_config
         self._topics = list(topics)
         self._lane = PriorityLane(priority_topics)
+        self._holds = Holds(self._lane, gate)
         self._policy = policy
         self._handoff = handoff
         self._metrics = metrics
         self._tracker = tracker
         self._health = health
-        self._gate = gate
         self._backoff = backoff or RetryPolicy(base_delay_s=0.2, max_delay_s=30.0)
         self._on_fatal = on_fatal
         self._drain_timeout_s = drain_timeout_s
         self._commit_interval_s = commit_interval_s
+        self._fatal: KafkaError | None = None
         # Exactly-once: offsets go into the role's transactions (committed by this writer), never commit().
-        self._transactions = transactions
-        self._txn_since: float | None = None
+        self._commits: Commits = (
+            TransactionCommits(name, tracker, transactions, commit_interval_s)
+            if transactions is not None
+            else OffsetCommits(name, tracker, commit_interval_s, self._fatal_error)
+        )
         self._stop_event = threading.Event()
         self._pending: list[Message] = []
         self._first_at: float | None = None
         self._rewinds: dict[TP, tuple[int, int]] = {}  # tp -> (offset, consecutive count)
-        self._held_until: dict[TP, float] = {}  # tp -> when its backoff ends
-        self._paused: set[TP] = set()  # what the client has paused now
-        self._lane_busy = False
         self._holding: str | None = None
         self._connected = True
         self._next_connect_check = 0.0
-        self._commit_failing = False
-        self._fatal: KafkaError | None = None
         self._work = False
-        self._to_commit: dict[TP, int] = {}  # committable, not yet confirmed by the broker
-        self._commit_retry_at = 0.0
         self.stats = ReaderStats()
         self.ready = threading.Event()  # set once partitions are assigned
         self.error: BaseException | None = None
@@ -144,7 +139,10 @@ class BatchReader(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            consumer = Consumer({**self._config, "on_commit": self._on_commit, "error_cb": self._on_client_error})
+            on_commit = self._commits.on_commit if isinstance(self._commits, OffsetCommits) else None
+            consumer = Consumer(
+                {**self._config, "error_cb": self._on_client_error, **({"on_commit": on_commit} if on_commit else {})}
+            )
             self._consumer = consumer
             try:
                 consumer.subscribe(
@@ -180,11 +178,9 @@ class BatchReader(threading.Thread):
         assigned = set(self.stats.assigned)
         self._tracker.forget(assigned)
         self._pending, self._first_at = [], None
-        self._to_commit.clear()
-        self._held_until.clear()
+        self._commits.release(assigned, lost=False)
+        self._holds.clear()
         self._rewinds.clear()
-        self._paused.clear()
-        self._lane_busy = False
         self.stats.assigned.clear()
         if self._health is not None:
             self._health.assignment(self.role, 0)
@@ -213,9 +209,9 @@ class BatchReader(threading.Thread):
                 # yet) and the batch opens when it returns: an idle reader wakes 5 times a second, not
                 # every W (each wake-up takes a core from the model's intra-op threads, see writer).
                 # While something is held, the short wait: the end of the hold is seen soon.
-                held = self._lane_busy or self._held_until
+                held = self._holds.waiting()
                 timeout = min(wait, 0.2) if held else _IDLE_POLL_S
-                if self._transactions is not None and (self._work or self._txn_since is not None):
+                if isinstance(self._commits, TransactionCommits) and (self._work or self._commits.waiting()):
                     timeout = _TXN_POLL_S  # its outputs are invisible until the transaction commits
                 first = consumer.poll(timeout)
                 called_at = time.monotonic()
@@ -226,9 +222,9 @@ class BatchReader(threading.Thread):
                 messages = consumer.consume(num_messages=max(1, want), timeout=timeout)
             self._take(messages, called_at)
             if self._lane:
-                busy = self._lane.busy(consumer, messages, self.stats.assigned, self._lane_busy)
-                if busy != self._lane_busy:
-                    self._lane_busy = busy
+                busy = self._lane.busy(consumer, messages, self.stats.assigned, self._holds.lane_busy)
+                if busy != self._holds.lane_busy:
+                    self._holds.lane_busy = busy
                     self._apply_holds(consumer)
                 self.stats.lane_pauses = self._lane.pauses
             if len(self._pending) >= limit:
@@ -278,60 +274,15 @@ class BatchReader(threading.Thread):
     # -- holds: the lane, backoffs and the gate ------------------------------------------------
 
     def _apply_holds(self, consumer: Consumer) -> None:
-        """Pause what must be held now and resume what no longer must; the client is asked only when the
-        held set changes."""
-        assigned = self.stats.assigned
-        reason = self._gate() if self._gate is not None else None
-        if reason is not None:
-            desired = set(assigned)
-        else:
-            if self._held_until:
-                now = time.monotonic()
-                for tp in [tp for tp, until in self._held_until.items() if until <= now]:
-                    del self._held_until[tp]
-            desired = {tp for tp in self._held_until if tp in assigned}
-            if desired:
-                reason = "a batch is read again after a backoff"
-            if self._lane_busy:
-                desired.update(tp for tp in assigned if tp[0] not in self._lane.topics)
-        if reason != self._holding:
-            self._holding = reason
-            if self._health is not None:
-                self._health.holding(self.role, reason)
-        if desired == self._paused:
-            return
-        hold = desired - self._paused
-        release = self._paused - desired
-        if hold:
-            self._hold(consumer, hold)
-        if release:
-            consumer.resume([TopicPartition(t, p) for t, p in release])
-        self._paused = desired
-
-    def _hold(self, consumer: Consumer, tps: set[TP]) -> None:
-        """Pause ``tps`` and drop what was read or fetched for them and not yet handed over: records
-        already fetched would still come out of consume(), so each partition is sought back to its first
-        dropped record (or its own position), from where it is fetched again on resume. Order within a
-        partition never changes."""
-        first: dict[TP, int] = {}
-        keep: list[Message] = []
-        for msg in self._pending:
-            tp = (msg.topic(), msg.partition())
-            if tp in tps:
-                first.setdefault(tp, msg.offset())
-            else:
-                keep.append(msg)
-        if len(keep) != len(self._pending):
-            self._pending = keep
-            if not keep:
+        pending = self._holds.apply(consumer, self.stats.assigned, self._pending)
+        if pending is not self._pending:
+            self._pending = pending
+            if not pending:
                 self._first_at = None
-        partitions = [TopicPartition(t, p) for t, p in tps]
-        consumer.pause(partitions)
-        for tp in consumer.position([p for p in partitions if (p.topic, p.partition) not in first]):
-            if tp.offset >= 0:
-                consumer.seek(tp)
-        for (topic, partition), offset in first.items():
-            consumer.seek(TopicPartition(topic, partition, offset))
+        if self._holds.reason != self._holding:
+            self._holding = self._holds.reason
+            if self._health is not None:
+                self._health.holding(self.role, self._holding)
 
     # -- commits and rewinds -------------------------------------------------------------------
 
@@ -339,68 +290,21 @@ class BatchReader(threading.Thread):
         failures = self._tracker.take_failures()
         if failures:
             self._rewind(consumer, failures)
-        if self._transactions is not None:
-            self._commit_transaction(consumer, self._transactions, sync)
-            return
-        commits = self._tracker.take_commits()
-        for tp, offset in commits.items():
-            if offset > self._to_commit.get(tp, -1):
-                self._to_commit[tp] = offset
-            rewound = self._rewinds.get(tp)
-            if rewound is not None and offset > rewound[0]:
-                del self._rewinds[tp]  # it went through: the next failure there starts a new backoff
-        if commits:
-            if self._health is not None:
-                self._health.progress(self.role)
-            if self._work and not self._tracker.in_flight_any():
-                self._work_changed(False)
-        now = time.monotonic()
-        if not self._to_commit or (not sync and now < self._commit_retry_at):
-            return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._to_commit.items()]
         try:
-            if sync:
-                done = consumer.commit(offsets=offsets, asynchronous=False)
-                self._committed(done or [])
-            else:
-                consumer.commit(offsets=offsets, asynchronous=True)
-                self._commit_retry_at = now + self._commit_interval_s
-        except KafkaException as exc:
-            # Nothing is lost: the offsets stay queued and are committed again, or the records are
-            # processed again after a restart.
-            log.warning("%s reader: commit failed: %s", self.role, exc)
-            self._commit_retry_at = now + 1.0
-
-    def _commit_transaction(self, consumer: Consumer, writer: TransactionalWriter, sync: bool) -> None:
-        """Exactly-once: commit the role's transaction with the offsets it allows, once a commit interval
-        has passed since its first batch, at once when the agent has nothing more in hand (so a quiet
-        stream is not held back by the interval), and always when asked (revocation, shutdown)."""
-        if not self._tracker.emitted_any():
-            self._txn_since = None
-            if not (sync and writer.in_transaction()):
-                return
-        now = time.monotonic()
-        if self._txn_since is None:
-            self._txn_since = now
-        if not (sync or now - self._txn_since >= self._commit_interval_s or self._handoff.idle()):
-            return
-        try:
-            offsets = writer.commit(self._tracker, consumer.consumer_group_metadata())
+            offsets = self._commits.commit(consumer, sync, self._handoff.idle())
         except (TransactionAborted, KafkaException) as exc:
-            self._txn_since = None
             self._read_again_from_committed(consumer, exc)
             return
-        self._txn_since = None
         if offsets:
-            self.stats.commits += 1
             for tp, offset in offsets.items():
                 rewound = self._rewinds.get(tp)
                 if rewound is not None and offset > rewound[0]:
-                    del self._rewinds[tp]
+                    del self._rewinds[tp]  # it went through: the next failure there starts a new backoff
             if self._health is not None:
                 self._health.progress(self.role)
-        if self._work and not self._tracker.in_flight_any():
+        if self._work and (offsets or sync) and not self._tracker.in_flight_any():
             self._work_changed(False)
+        self.stats.commits = self._commits.commits
 
     def _read_again_from_committed(self, consumer: Consumer, exc: BaseException) -> None:
         """A transaction aborted: nothing of it is visible, so every assigned partition is read again from
@@ -421,7 +325,7 @@ class BatchReader(threading.Thread):
             offset = tp.offset if tp.offset >= 0 else max(low, 0)
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
             self._rewinds[(tp.topic, tp.partition)] = (offset, count)
-            self._held_until[(tp.topic, tp.partition)] = now + delay
+            self._holds.back_off([(tp.topic, tp.partition)], now + delay)
         self.stats.rewinds += 1
         self._metrics.rewinds.labels(self.role).inc()
         log.error(
@@ -429,14 +333,6 @@ class BatchReader(threading.Thread):
         )
         if self._work:
             self._work_changed(False)
-
-    def _committed(self, partitions: list[TopicPartition]) -> None:
-        """Drop the offsets the broker has stored; a failed or newer one stays queued for the next commit."""
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            if tp.error is None and self._to_commit.get(key, -1) <= tp.offset:
-                self._to_commit.pop(key, None)
-        self.stats.commits += 1
 
     def _rewind(self, consumer: Consumer, failures: list[Ticket]) -> None:
         """Read failed batches again, from their first record, after a backoff that grows while the same
@@ -458,8 +354,7 @@ class BatchReader(threading.Thread):
             delay = max(delay, self._backoff.delay_s(count))
             consumer.seek(TopicPartition(tp[0], tp[1], offset))
             self.stats.rewinds += 1
-        for tp in points:
-            self._held_until[tp] = now + delay
+        self._holds.back_off(list(points), now + delay)
         self._metrics.rewinds.labels(self.role).inc(len(failures))
         attempt = max((self._rewinds[tp][1] for tp in points), default=1)
         where = ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(points.items()))
@@ -476,19 +371,8 @@ class BatchReader(threading.Thread):
         if not self._tracker.in_flight_any() and self._work:
             self._work_changed(False)
 
-    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        if err is not None:
-            if err.fatal():
-                self._fatal = err
-            elif not self._commit_failing:
-                log.warning("%s reader: commits fail (%s); retrying every second", self.role, err.str())
-            self._commit_failing = True
-            self._commit_retry_at = time.monotonic() + 1.0
-            return
-        if self._commit_failing:
-            log.info("%s reader: commits go through again", self.role)
-            self._commit_failing = False
-        self._committed(partitions)
+    def _fatal_error(self, err: KafkaError) -> None:
+        self._fatal = err  # seen by the loop, which replaces the consumer
 
     # -- the broker's reachability ---------------------------------------------------------------
 
@@ -550,26 +434,18 @@ class BatchReader(threading.Thread):
             if not self._tracker.wait_idle(tps, self._drain_timeout_s):
                 log.warning("%s reader: in-flight batches of %s dropped at revocation", self.role, sorted(tps))
             self._commit_and_rewind(consumer, sync=True)
-        lost_in_transaction = not commit and self._transactions is not None
-        if lost_in_transaction:
-            # Lost, not revoked: the open transaction may hold their outputs, which must not commit; the
-            # partitions kept are read again from their commits.
-            assert self._transactions is not None
-            self._transactions.abort(self._tracker)
-            self._txn_since = None
+        read_again = self._commits.release(tps, lost=not commit)
         self._tracker.forget(tps)
+        self._holds.release(tps)
         for tp in tps:
-            self._to_commit.pop(tp, None)
-            self._held_until.pop(tp, None)
             self._rewinds.pop(tp, None)
-        self._paused -= tps
         self.stats.assigned.difference_update(tps)
-        if self._lane_busy and not any(tp[0] in self._lane.topics for tp in self.stats.assigned):
-            self._lane_busy = False  # the lane went to another member: the bulk must not stay paused
+        if self._holds.lane_busy and not any(tp[0] in self._lane.topics for tp in self.stats.assigned):
+            self._holds.lane_busy = False  # the lane went to another member: the bulk must not stay paused
         if self._health is not None:
             self._health.assignment(self.role, len(self.stats.assigned))
         log.info("%s reader: released %s", self.role, sorted(tps))
-        if lost_in_transaction and self.stats.assigned:
+        if read_again and self.stats.assigned:
             self._read_again_from_committed(consumer, TransactionAborted(f"partitions {sorted(tps)} lost"))
 
     # -- shutdown ------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ import faust
 from pipeline.config import Settings
 from pipeline.kafka.batching import Batch, BatchPolicy, ModelPaced
 from pipeline.kafka.clients import consumer_config, producer_config
+from pipeline.kafka.holds import Gate
 from pipeline.kafka.lag import LagMonitor
 from pipeline.kafka.offsets import OffsetTracker
-from pipeline.kafka.reader import BatchReader, Gate
+from pipeline.kafka.reader import BatchReader
 from pipeline.kafka.records import OutRecord
 from pipeline.kafka.retry import RetryPolicy
 from pipeline.kafka.transactions import TransactionalWriter

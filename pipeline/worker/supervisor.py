@@ -98,8 +98,8 @@ class Supervisor:
         return generate_latest(self._registry)
 
     def readiness(self) -> dict[str, bool]:
-        """Each check holds only while it holds in every running process; a process that has not published
-        its checks yet holds none."""
+        """Each check holds only while it holds in every process of the layout; a process that has not
+        published its checks yet, or has not been started yet, holds none."""
         pids = {str(proc.pid) for proc in self.procs if proc.pid is not None and proc.exitcode is None}
         seen: dict[str, dict[str, bool]] = {}
         for family in self._registry.collect():
@@ -107,7 +107,7 @@ class Supervisor:
                 if sample.name == "pipeline_ready_check":
                     pid = sample.labels.get("pid", "")
                     seen.setdefault(pid, {})[sample.labels.get("check", "")] = sample.value == 1
-        running = len(pids) == len(self.procs)
+        running = len(pids) == len(self.procs) == len(self.groups)  # none ready before all of them started
         return {check: running and all(seen.get(pid, {}).get(check, False) for pid in pids) for check in CHECKS}
 
     def liveness(self) -> dict[str, bool]:

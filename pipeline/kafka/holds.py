@@ -1,0 +1,103 @@
+"""Which partitions a reader holds, and why: paused on the client, with what was already read or fetched
+for them dropped, so nothing of a held partition is handed over.
+
+Three reasons, computed on every turn of the reader's loop (the client is asked only when the held set
+changes): the priority lane (:mod:`pipeline.kafka.lane`) holds the bulk partitions while it has records; a
+rewound batch's partitions wait out their backoff; the reader's gate (the model's circuit open, the
+writer's backlog full) holds every partition. Only the last two are reasons to report the worker not
+ready; the lane is ordinary operation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from pipeline.kafka.lane import PriorityLane
+from pipeline.kafka.offsets import TP
+
+Gate = Callable[[], str | None]
+"""Why every partition must be held right now (the model's circuit is open, ...), or None."""
+
+BACKING_OFF = "a batch is read again after a backoff"
+
+
+class Holds:
+    def __init__(self, lane: PriorityLane, gate: Gate | None = None) -> None:
+        self.lane = lane
+        self.gate = gate
+        self.lane_busy = False
+        self.until: dict[TP, float] = {}  # partitions waiting out a backoff, and until when
+        self.paused: set[TP] = set()  # what the client has paused now
+        self.reason: str | None = None  # why something is held on purpose (None: nothing, or the lane)
+
+    def back_off(self, tps: set[TP] | list[TP], until: float) -> None:
+        for tp in tps:
+            self.until[tp] = until
+
+    def waiting(self) -> bool:
+        """Whether something is held that a short poll would see released soon."""
+        return self.lane_busy or bool(self.until)
+
+    def apply(self, consumer: Consumer, assigned: set[TP], pending: list[Message]) -> list[Message]:
+        """Pause what must be held now and resume what no longer must; returns ``pending`` without the
+        records of newly held partitions."""
+        reason = self.gate() if self.gate is not None else None
+        if reason is not None:
+            desired = set(assigned)
+        else:
+            if self.until:
+                now = time.monotonic()
+                for tp in [tp for tp, until in self.until.items() if until <= now]:
+                    del self.until[tp]
+            desired = {tp for tp in self.until if tp in assigned}
+            if desired:
+                reason = BACKING_OFF
+            if self.lane_busy:
+                desired.update(tp for tp in assigned if tp[0] not in self.lane.topics)
+        self.reason = reason
+        if desired == self.paused:
+            return pending
+        hold = desired - self.paused
+        release = self.paused - desired
+        if hold:
+            pending = self._hold(consumer, hold, pending)
+        if release:
+            consumer.resume([TopicPartition(t, p) for t, p in release])
+        self.paused = desired
+        return pending
+
+    def release(self, tps: set[TP]) -> None:
+        """The partitions are gone: nothing of theirs is held any more."""
+        for tp in tps:
+            self.until.pop(tp, None)
+        self.paused -= tps
+
+    def clear(self) -> None:
+        self.until.clear()
+        self.paused.clear()
+        self.lane_busy = False
+
+    @staticmethod
+    def _hold(consumer: Consumer, tps: set[TP], pending: list[Message]) -> list[Message]:
+        """Pause ``tps`` and drop what was read or fetched for them: records already fetched would still
+        come out of consume(), so each partition is sought back to its first dropped record (or its own
+        position), from where it is fetched again on resume. Order within a partition never changes."""
+        first: dict[TP, int] = {}
+        keep: list[Message] = []
+        for msg in pending:
+            tp = (msg.topic(), msg.partition())
+            if tp in tps:
+                first.setdefault(tp, msg.offset())
+            else:
+                keep.append(msg)
+        partitions = [TopicPartition(t, p) for t, p in tps]
+        consumer.pause(partitions)
+        for tp in consumer.position([p for p in partitions if (p.topic, p.partition) not in first]):
+            if tp.offset >= 0:
+                consumer.seek(tp)
+        for (topic, partition), offset in first.items():
+            consumer.seek(TopicPartition(topic, partition, offset))
+        return keep
