@@ -9,8 +9,10 @@ fields with ``__``, e.g. ``PIPELINE_TOPICS__INPUT``), an optional TOML file (``-
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -24,6 +26,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ProcessPerRole = Literal["auto", "on", "off"]
 CONFIG_ENV = "PIPELINE_CONFIG"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
+# A ``security.extra`` key whose value is a secret (an OAuth client secret, a JAAS line, a PEM key, a keystore
+# password): such values are redacted wherever they could be written, like the named password fields.
+SECRET_KEY = re.compile(r"password|secret|token|credential|jaas|private|api[._-]?key|oauthbearer\.config|\.pem$", re.I)
+# ``name="value"`` or ``name=value`` pairs inside a secret value (a JAAS line): the inner secret alone is
+# redacted too, in case a library prints it without its surroundings.
+_INNER_SECRET = re.compile(r"(?i)(?:password|secret|token)\w*\s*=\s*\"?([^\"\s;,]+)")
 
 
 def default_model_cache() -> Path:
@@ -44,8 +52,18 @@ class KafkaSecurity(BaseModel):
     ssl_key_location: str | None = None
     ssl_key_password: SecretStr | None = None
     ssl_endpoint_identification_algorithm: str | None = None
-    # Any other librdkafka property, for what the fields above do not name.
+    # Any other librdkafka property, for what the fields above do not name. A value whose key names a
+    # secret (SECRET_KEY) is redacted like the password fields.
     extra: dict[str, str] = Field(default_factory=dict)
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, in clear: what redaction must keep out of any output."""
+        values = [s.get_secret_value() for s in (self.sasl_password, self.ssl_key_password) if s is not None]
+        for key, value in self.extra.items():
+            if SECRET_KEY.search(key):
+                values.append(value)
+                values.extend(m.group(1) for m in _INNER_SECRET.finditer(value))
+        return values
 
     def librdkafka(self) -> dict[str, str]:
         conf: dict[str, str] = {"security.protocol": self.security_protocol.lower()}
@@ -102,7 +120,16 @@ class Settings(BaseSettings):
 
     # Events
     framing: Literal["single-object", "confluent"] = "single-object"
+    # The registry's URL; user info in it (https://user:password@host) is taken out and sent as basic auth,
+    # so the URL that clients print carries no password.
     schema_registry_url: str | None = None
+    schema_registry_username: str | None = None
+    schema_registry_password: SecretStr | None = None
+    # A CA file (PEM) to trust for an https registry (default: the system's), and a client certificate
+    # and key for registries that ask for one.
+    schema_registry_ca_location: str | None = None
+    schema_registry_certificate_location: str | None = None
+    schema_registry_key_location: str | None = None
     schemas_dir: Path = REPO_ROOT / "schemas"
     max_message_bytes: int = Field(default=1_000_000, gt=0)
 
@@ -179,6 +206,9 @@ class Settings(BaseSettings):
 
     # Operations
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # The address /metrics, /healthz and /readyz bind to: every interface by default (an orchestrator's
+    # probes and a scraper come from outside the pod); 127.0.0.1 keeps them on the host.
+    metrics_host: str = "0.0.0.0"
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
 
@@ -208,6 +238,47 @@ class Settings(BaseSettings):
     def kafka_client_config(self) -> dict[str, str]:
         """The base librdkafka config every confluent-kafka client starts from."""
         return {"bootstrap.servers": self.bootstrap_servers, **self.security.librdkafka()}
+
+    def registry_client_config(self) -> dict[str, Any]:
+        """The schema registry client's config: the URL without user info, basic auth and TLS files."""
+        assert self.schema_registry_url is not None
+        url, user, password = split_userinfo(self.schema_registry_url)
+        if self.schema_registry_username is not None:
+            user = self.schema_registry_username
+        if self.schema_registry_password is not None:
+            password = self.schema_registry_password.get_secret_value()
+        conf: dict[str, Any] = {"url": url}
+        if user is not None:
+            conf["basic.auth.user.info"] = f"{user}:{password or ''}"
+        files = {
+            "ssl.ca.location": self.schema_registry_ca_location,
+            "ssl.certificate.location": self.schema_registry_certificate_location,
+            "ssl.key.location": self.schema_registry_key_location,
+        }
+        conf.update({k: v for k, v in files.items() if v is not None})
+        return conf
+
+    def secret_values(self) -> list[str]:
+        """Every secret the settings hold, in clear, longest first (so a secret that contains another is
+        replaced whole): passwords, secret ``security.extra`` values, user info in the registry URL."""
+        values = self.security.secret_values()
+        if self.schema_registry_password is not None:
+            values.append(self.schema_registry_password.get_secret_value())
+        if self.schema_registry_url:
+            _url, user, password = split_userinfo(self.schema_registry_url)
+            if password:
+                values += [password, f"{user}:{password}"]
+        return sorted({v for v in values if v}, key=len, reverse=True)
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """``https://user:pass@host/x`` -> (``https://host/x``, user, pass); a URL without user info is kept."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), unquote(user), unquote(password) if sep else None
 
 
 class _BootstrapEnvSource(PydanticBaseSettingsSource):
@@ -239,7 +310,8 @@ def describe_invalid(exc: Any) -> str:
         loc = tuple(error.get("loc", ()))
         setting = ".".join(str(part) for part in loc) or "settings"
         given = error.get("input")
-        shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
+        secret = any(SECRET_KEY.search(str(part)) for part in loc)  # an invalid password is still one
+        shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) and not secret else ""
         problems.append(f"setting {setting} ({env_name(loc)}): {error.get('msg', 'invalid')}{shown}")
     return "invalid configuration: " + "; ".join(problems)
 

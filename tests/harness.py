@@ -33,7 +33,20 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     env["PIPELINE_LOG_LEVEL"] = "info"
     for role, name in settings.topics.all().items():
         env[f"PIPELINE_TOPICS__{role.upper()}"] = name
+    env.update(security_env(settings))
     env.update(extra)
+    return env
+
+
+def security_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a subprocess the same Kafka security settings."""
+    env: dict[str, str] = {}
+    for name, value in settings.security:
+        if name == "extra":
+            env.update({f"PIPELINE_SECURITY__EXTRA__{k}": v for k, v in value.items()})
+        elif value is not None:
+            shown = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+            env[f"PIPELINE_SECURITY__{name.upper()}"] = shown
     return env
 
 

@@ -13,13 +13,23 @@ from rich.console import Console
 from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.kafka.admin import BrokerUnavailable
 from pipeline.model.errors import ModelError
+from pipeline.observability.logs import REDACT, protect
 from pipeline.ops.errors import CommandError
 from pipeline.stages.hooks import HookConfigError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["CommandError", "console", "err_console", "fail", "handle_errors", "is_tty", "settings_from"]
+__all__ = [
+    "CommandError",
+    "broker_settings",
+    "console",
+    "err_console",
+    "fail",
+    "handle_errors",
+    "is_tty",
+    "settings_from",
+]
 
 
 @functools.cache
@@ -34,7 +44,7 @@ def err_console() -> Console:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console().print(f"[bold red]error:[/] {REDACT(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -58,7 +68,19 @@ def settings_from(ctx: typer.Context | None = None, **overrides: Any) -> Setting
     config_file = None
     if ctx is not None and ctx.obj:
         config_file = ctx.obj.get("config")
-    return load_settings(config_file, **{k: v for k, v in overrides.items() if v is not None})
+    settings = load_settings(config_file, **{k: v for k, v in overrides.items() if v is not None})
+    protect(settings.secret_values())
+    return settings
+
+
+def broker_settings(ctx: typer.Context | None = None, **overrides: Any) -> Settings:
+    """Settings for a command that talks to the broker, once the broker has answered: a wrong password or
+    an untrusted certificate is then one line within seconds (a client's own calls would only time out)."""
+    from pipeline.kafka.admin import connect_admin
+
+    settings = settings_from(ctx, **overrides)
+    connect_admin(settings)
+    return settings
 
 
 def is_tty() -> bool:

@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from pipeline.cli.common import CommandError, console, handle_errors, settings_from
+from pipeline.cli.common import CommandError, broker_settings, console, handle_errors
 from pipeline.ops.dlq import Filter, partition_counts, read_dead_letters, redrive, summarise
 
 app = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
@@ -23,7 +23,7 @@ FILTER_HELP = (
 @handle_errors
 def list_(ctx: typer.Context, topic: str | None = typer.Option(None, "--topic", help=TOPIC_HELP)) -> None:
     """Count dead letters by stage, exception class and error code."""
-    settings = settings_from(ctx)
+    settings = broker_settings(ctx)
     name = topic or settings.topics.dead_letter
     counts = summarise(read_dead_letters(settings, name))
     table = Table(title=f"dead letters on {name}: {sum(counts.values())}")
@@ -44,7 +44,7 @@ def show(
     max_records: int | None = typer.Option(None, "--max", min=1, help="Stop after N records."),
 ) -> None:
     """Dead letters as JSON lines: headers as text, key and payload base64."""
-    settings = settings_from(ctx)
+    settings = broker_settings(ctx)
     flt = Filter.parse(error_code, filters)
     shown = 0
     for dl in read_dead_letters(settings, topic or settings.topics.dead_letter):
@@ -67,7 +67,7 @@ def redrive_(
 ) -> None:
     """Send dead letters back to the topic they were consumed from, with their original headers."""
     flt = Filter.parse(error_code, filters)
-    settings = settings_from(ctx)
+    settings = broker_settings(ctx)
     letters = list(read_dead_letters(settings, topic or settings.topics.dead_letter))
     targets = sorted({t for dl in letters if (t := dl.source_topic)})
     known = partition_counts(settings, targets) if targets else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from pipeline.cli.common import CommandError, console, handle_errors, settings_from
+from pipeline.cli.common import CommandError, broker_settings, console, handle_errors
 from pipeline.ops.offsets import ResetTo, apply_reset, plan_reset
 from pipeline.ops.timespec import parse_time
 
@@ -37,7 +37,7 @@ def reset(
         raise CommandError("give exactly one of --to-datetime, --to-earliest, --to-latest")
     time_ms = parse_time(to_datetime) if to_datetime is not None else None
     to = ResetTo.DATETIME if time_ms is not None else ResetTo.EARLIEST if to_earliest else ResetTo.LATEST
-    settings = settings_from(ctx)
+    settings = broker_settings(ctx)
     admin, changes = plan_reset(settings, group, topic, to, time_ms)
     table = Table(title=f"{group} on {topic}{' (dry run: nothing altered)' if dry_run else ''}")
     for col in ("partition", "old", "new", "moved"):

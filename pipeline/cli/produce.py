@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pipeline.cli.common import CommandError, console, err_console, handle_errors, settings_from
+from pipeline.cli.common import CommandError, broker_settings, console, err_console, handle_errors
 from pipeline.ops.produce import produce_lines
 from pipeline.ops.ranges import require_topic
 from pipeline.serde import Codecs
@@ -41,7 +41,7 @@ def produce(
     "payload" in the schema's own shape works too. The rows `pipeline tail` prints for requests are
     accepted as they are (key, headers and request kept).
     """
-    settings = settings_from(ctx)
+    settings = broker_settings(ctx)
     name = topic or settings.topics.input
     if file is not None and not file.is_file():
         raise CommandError(f"no such file: {file}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from pipeline.cli.common import CommandError, console, err_console, handle_errors, settings_from
+from pipeline.cli.common import CommandError, broker_settings, console, err_console, handle_errors
 from pipeline.ops.replay import plan_replay, run_replay
 from pipeline.ops.replay_plan import parse_replay_filters, replay_id_for
 from pipeline.ops.timespec import parse_position
@@ -47,7 +47,7 @@ def replay(
     start_pos = parse_position(start) if start is not None else None
     end_pos = parse_position(end) if end is not None else None
     rid = replay_id or replay_id_for(source, target, start, end, filters)
-    settings = settings_from(ctx)
+    settings = broker_settings(ctx)
     planned = plan_replay(settings, rid, source, target, start_pos, end_pos)
     plan = planned.plan
     if plan.total == 0:

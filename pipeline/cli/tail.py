@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from pipeline.cli.common import CommandError, handle_errors, settings_from
+from pipeline.cli.common import CommandError, broker_settings, handle_errors
 from pipeline.ops.tail import tail as tail_records
 from pipeline.ops.timespec import parse_time
 
@@ -27,7 +27,7 @@ def tail(
     if from_beginning and from_time is not None:
         raise CommandError("give at most one of --from-beginning and --from")
     time_ms = parse_time(from_time) if from_time is not None else None
-    settings = settings_from(ctx)
+    settings = broker_settings(ctx)
     for row in tail_records(
         settings,
         topic,

@@ -8,7 +8,7 @@ from enum import StrEnum
 import typer
 
 from pipeline.cli.common import CommandError, err_console, handle_errors, settings_from
-from pipeline.observability.logs import configure_logging, settings_secrets
+from pipeline.observability.logs import configure_logging
 
 
 class ProcessLayout(StrEnum):
@@ -42,6 +42,9 @@ def worker(
     metrics_port: int | None = typer.Option(
         None, min=0, max=65535, help="Port for /metrics, /healthz and /readyz (0: off; config: metrics_port)."
     ),
+    metrics_host: str | None = typer.Option(
+        None, help="Address /metrics, /healthz and /readyz bind to (config: metrics_host; default 0.0.0.0)."
+    ),
     process_per_role: ProcessLayout | None = typer.Option(
         None,
         help="Each role in a process of its own (auto: with 2 or more CPUs; config: process_per_role).",
@@ -71,10 +74,11 @@ def worker(
         model=model,
         log_level=log_level,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
         process_per_role=process_per_role.value if process_per_role else None,
         processing_guarantee=guarantee.value if guarantee else None,
     )
-    configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
+    configure_logging(settings.log_level, settings.log_format, settings.secret_values())
     roles = ROLES if role is Role.all else (role.value,)
     try:
         settings = preflight(settings, roles)  # a clear line now rather than a traceback at the first record
@@ -92,7 +96,7 @@ def worker(
     status_line = sys.stderr.isatty() if status is None else status
     if len(groups) > 1:
         raise typer.Exit(run_supervised(settings, groups, loglevel, status_line))
-    health = HealthBinding(settings.metrics_port) if settings.metrics_port else None
+    health = HealthBinding(settings.metrics_port, settings.metrics_host) if settings.metrics_port else None
     raise typer.Exit(run_worker(settings, roles, loglevel=loglevel, status_line=status_line, health=health))
 
 

@@ -23,6 +23,33 @@ _FATAL_CODES = {
 }
 
 
+def refusal(settings: Settings, err: KafkaError) -> str:
+    """One line for a broker that refused us: who we tried to be, where, and which setting to look at.
+
+    librdkafka's own text names neither the user nor the CA file, and a call made meanwhile only times
+    out with a generic transport failure; this line is what the operator acts on.
+    """
+    sec = settings.security
+    where = settings.bootstrap_servers
+    reason = err.str()
+    if err.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED) or "SASL" in reason:
+        return (
+            f"SASL {sec.sasl_mechanism or 'PLAIN'} authentication as user {sec.sasl_username or ''!r} failed at "
+            f"{where} ({reason}); check security.sasl_username and security.sasl_password "
+            "(PIPELINE_SECURITY__SASL_USERNAME, PIPELINE_SECURITY__SASL_PASSWORD)"
+        )
+    if "certificate verify failed" in reason or "certificate" in reason.lower():
+        trusted = sec.ssl_ca_location or "the system's CA store"
+        return (
+            f"TLS: the broker at {where} presented a certificate that {trusted} does not trust or that does "
+            f"not name the host ({reason}); set security.ssl_ca_location to the CA that signed it "
+            "(PIPELINE_SECURITY__SSL_CA_LOCATION)"
+        )
+    if err.code() == KafkaError._SSL:
+        return f"TLS handshake with the broker at {where} failed ({reason}); is the listener {sec.security_protocol}?"
+    return f"Kafka at {where} refused the connection: {reason}"
+
+
 class BrokerUnavailable(Exception):
     """The broker could not be reached or refused us; the message is one line for the user."""
 
@@ -62,7 +89,7 @@ def wait_for_metadata(
         admin.poll(0)
         fatal = errors.fatal() if errors else None
         if fatal is not None:
-            raise BrokerUnavailable(f"Kafka at {settings.bootstrap_servers} refused the connection: {fatal.str()}")
+            raise BrokerUnavailable(refusal(settings, fatal))
     detail = ""
     if errors and errors.errors:
         detail = f" ({errors.errors[-1].str()})"

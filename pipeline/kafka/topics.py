@@ -180,3 +180,50 @@ def describe_topics(admin: AdminClient, names: list[str], timeout_s: float = 10.
         replication = len(next(iter(parts.values())).replicas) if parts else 0
         states[n] = TopicState(n, len(parts), replication, configs[n])
     return states
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the broker lets this client do with the topics a role needs."""
+
+    missing: list[str]
+    # topic -> the operations ("READ", "WRITE") the broker's ACLs refuse on it
+    refused: dict[str, list[str]]
+
+
+def check_access(admin: AdminClient, reads: list[str], writes: list[str], timeout_s: float = 10.0) -> Access:
+    """Each topic exists and may be read or written as needed, asked of the broker itself.
+
+    Listing topics cannot tell the two apart: a topic the user may not describe is simply not listed, so
+    a missing ACL would read as a missing topic. Describing them with their authorized operations can.
+    """
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation
+
+    wanted = {
+        name: [op for op, names in (("READ", reads), ("WRITE", writes)) if name in names] for name in {*reads, *writes}
+    }
+    futures = admin.describe_topics(
+        TopicCollection(sorted(wanted)), request_timeout=timeout_s, include_authorized_operations=True
+    )
+    missing: list[str] = []
+    refused: dict[str, list[str]] = {}
+    for name, future in futures.items():
+        try:
+            described = future.result()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            code = err.code() if isinstance(err, KafkaError) else None
+            if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                missing.append(name)
+            elif code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                refused[name] = ["DESCRIBE", *wanted[name]]
+            else:
+                raise
+            continue
+        allowed = {op.name for op in (described.authorized_operations or [])}
+        if allowed and AclOperation.ALL.name not in allowed:
+            lacking = [op for op in wanted[name] if op not in allowed]
+            if lacking:
+                refused[name] = lacking
+    return Access(sorted(missing), dict(sorted(refused.items())))

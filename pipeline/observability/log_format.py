@@ -2,8 +2,7 @@
 
 Per-event log calls pass ``extra={"event_id": ..., "topic": ..., "partition": ..., "offset": ...}``; the JSON
 formatter emits them as fields and the text formatter appends them. A redaction filter replaces every
-configured secret (SASL password, TLS key password) wherever it would appear, including in messages
-that libraries build themselves.
+configured secret wherever it would appear, including in messages that libraries build themselves.
 """
 
 from __future__ import annotations
@@ -11,10 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+
+from pipeline.observability.redact import Redactor
 
 CONTEXT_FIELDS = ("event_id", "topic", "partition", "offset", "stage", "error_code", "role", "batch_id")
-REDACTED = "***"
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,26 +44,23 @@ class TextFormatter(logging.Formatter):
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces secrets in the formatted message and its arguments before any handler sees them."""
+    """Replaces secrets in the formatted message, its arguments and its traceback before any handler
+    writes them (the rules are pipeline/observability/redact.py's)."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 3]
-
-    def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         message = record.getMessage()
-        cleaned = self._clean(message)
+        cleaned = self.redactor(message)
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         if record.exc_info and record.exc_info[1] is not None:
-            text = self._clean(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = self.redactor(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
-            record.exc_text = text
+        elif record.exc_text:
+            record.exc_text = self.redactor(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor(record.stack_info)
         return True

@@ -11,8 +11,12 @@ import sys
 from collections.abc import Iterable
 
 from pipeline.observability.log_format import JsonFormatter, RedactSecrets, TextFormatter
+from pipeline.observability.redact import Redactor
 
 CLIENT_LOGGER = "pipeline.kafka.client"
+# The process's redactor: logging's handler filters it, a command's error line passes through it. Logging
+# is process-wide, so its secrets are too; settings loaded later add theirs (protect).
+REDACT = Redactor()
 # Faust's spellings (crit, warn) and Python's.
 LEVELS = {
     "crit": logging.CRITICAL,
@@ -34,7 +38,8 @@ def configure_logging(
     numeric = LEVELS.get(level.lower(), logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(RedactSecrets(secrets))
+    REDACT.add(secrets)
+    handler.addFilter(RedactSecrets(REDACT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -52,12 +57,6 @@ def configure_logging(
     logging.getLogger(CLIENT_LOGGER).setLevel(client if isinstance(client, int) else logging.CRITICAL)
 
 
-def settings_secrets(settings: object) -> list[str]:
-    """The secret values a Settings object holds, for redaction."""
-    security = getattr(settings, "security", None)
-    values = []
-    for name in ("sasl_password", "ssl_key_password"):
-        secret = getattr(security, name, None)
-        if secret is not None:
-            values.append(secret.get_secret_value())
-    return values
+def protect(secrets: Iterable[str]) -> None:
+    """Keep these secrets out of every log line and command output of this process from now on."""
+    REDACT.add(secrets)

@@ -40,7 +40,7 @@ class Record:
 
 def end_offsets(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
     """Each partition's end offset; asked again while a broker that just started elects its leaders."""
-    consumer = Consumer(consumer_config(settings, f"watch-{uuid.uuid4().hex[:8]}"))
+    consumer = Consumer(consumer_config(settings, f"{settings.group}.watch-{uuid.uuid4().hex[:8]}"))
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -72,7 +72,9 @@ def read_topic(
 ) -> list[Record]:
     """Everything on ``topic`` from the beginning: until ``expected`` records, ``stop`` says so, or the
     topic has been quiet for ``idle_s`` after reaching its end offsets (or ``timeout_s`` passes)."""
-    consumer = Consumer(consumer_config(settings, f"read-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": False}))
+    consumer = Consumer(
+        consumer_config(settings, f"{settings.group}.read-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": False})
+    )
     records: list[Record] = []
     deadline = time.monotonic() + timeout_s
     last = time.monotonic()

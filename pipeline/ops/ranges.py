@@ -46,7 +46,7 @@ def require_topic(settings: Settings, topic: str) -> list[int]:
 
 def probe_consumer(settings: Settings, **overrides: Any) -> Consumer:
     """A consumer in a throwaway group: it never commits, so it leaves no trace on the cluster."""
-    return Consumer(consumer_config(settings, f"ops-{uuid.uuid4().hex[:10]}", **overrides))
+    return Consumer(consumer_config(settings, f"{settings.group}.ops-{uuid.uuid4().hex[:10]}", **overrides))
 
 
 def watermarks(consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, tuple[int, int]]:

@@ -89,7 +89,7 @@ def plan_replay(
         raise CommandError("--source and --target are the same topic: a replay would feed itself")
     partitions = require_topic(settings, source)
     require_topic(settings, target)
-    consumer = Consumer(consumer_config(settings, group_for(replay_id)))
+    consumer = Consumer(consumer_config(settings, group_for(settings.group, replay_id)))
     try:
         marks = watermarks(consumer, source, partitions)
         committed = _committed_with_retry(consumer, [TopicPartition(source, p) for p in partitions])
@@ -155,13 +155,18 @@ def run_replay(
 
     consumer = Consumer(
         consumer_config(
-            settings, group_for(plan.replay_id), **{"enable.partition.eof": True, "isolation.level": "read_committed"}
+            settings,
+            group_for(settings.group, plan.replay_id),
+            **{"enable.partition.eof": True, "isolation.level": "read_committed"},
         )
     )
     producer = Producer(
         producer_config(
             settings,
-            **{"transactional.id": transactional_id_for(plan.replay_id), "transaction.timeout.ms": 60_000},
+            **{
+                "transactional.id": transactional_id_for(settings.group, plan.replay_id),
+                "transaction.timeout.ms": 60_000,
+            },
         )
     )
     positions = {r.partition: r.start for r in planned.todo}

@@ -40,14 +40,18 @@ def replay_id_for(source: str, target: str, start: str | None, end: str | None, 
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def group_for(replay_id: str) -> str:
-    return f"pipeline.replay.{replay_id}"
+# A replay's group and transactional id start with the pipeline's group, as every group and transactional
+# id the project uses does: one prefixed ACL on that name lets the pipeline's user run them all.
 
 
-def transactional_id_for(replay_id: str) -> str:
+def group_for(group: str, replay_id: str) -> str:
+    return f"{group}.replay.{replay_id}"
+
+
+def transactional_id_for(group: str, replay_id: str) -> str:
     """Stable per replay: a resumed run's ``init_transactions`` fences the killed one and aborts its open
     transaction, so nothing it wrote after its last commit is ever visible to read_committed readers."""
-    return f"pipeline-replay-{replay_id}"
+    return f"{group}.replay.{replay_id}"
 
 
 @dataclass(frozen=True)

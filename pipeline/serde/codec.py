@@ -172,7 +172,7 @@ class EventCodec:
         if url and framing == "single-object" and "framing" not in settings.model_fields_set:
             framing = "confluent"
         if registry is None and url:
-            registry = shared_registry(url)
+            registry = shared_registry(settings)
         default_topics = {
             "request": settings.topics.input,
             "result": settings.topics.output,
@@ -372,10 +372,15 @@ class EventCodec:
         return _Reading(writer_parsed, reader, f"{label} -> {self.reader_schema.label}", None, named)
 
 
+def shared_registry(settings: Settings) -> RegistrySchemas:
+    """One registry client and id cache per registry config per process, shared by all codecs."""
+    return _registry_for(tuple(sorted(settings.registry_client_config().items())))
+
+
 @lru_cache(maxsize=8)
-def shared_registry(url: str) -> RegistrySchemas:
-    """One registry client and id cache per URL per process, shared by all codecs."""
-    return RegistrySchemas.from_url(url)
+def _registry_for(conf: tuple[tuple[str, Any], ...]) -> RegistrySchemas:
+    options = dict(conf)
+    return RegistrySchemas.from_url(options.pop("url"), options)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 from pipeline.kafka.batching import InRecord
 from pipeline.kafka.records import Headers, OutRecord
 from pipeline.observability.metrics import Metrics
+from pipeline.observability.redact import Redactor
 from pipeline.serde import EventCodec, Failure, build_error
 from pipeline.serde.deadletter import DeadLetterContext, dead_letter_headers, describe_exception
 from pipeline.stages.hooks import HookRegistry
@@ -35,6 +36,10 @@ class FailureRouter:
     group: str
     metrics: Metrics
     hooks: HookRegistry = field(default_factory=HookRegistry)
+    # An exception's text can quote a configured secret (a client error with a URL in it, a hook that
+    # printed its settings); the error event and our dead-letter headers carry it redacted. The failed
+    # record's own bytes and headers stay byte for byte.
+    redact: Redactor = field(default_factory=Redactor)
 
     def route(self, msg: InRecord, failure: Failure, batch_id: str | None) -> tuple[OutRecord, OutRecord]:
         """The error event and the dead letter of one failed record."""
@@ -43,7 +48,7 @@ class FailureRouter:
         error_event: dict[str, Any] = build_error(
             stage=failure.stage,
             error_code=failure.code,
-            message=failure.message,
+            message=self.redact(failure.message),
             source_topic=topic,
             source_partition=partition,
             source_offset=offset,
@@ -72,8 +77,8 @@ class FailureRouter:
             error_code=code,
             attempts=failure.attempts,
             exception_class=cls,
-            exception_message=text or failure.message,
-            stacktrace=stack,
+            exception_message=self.redact(text or failure.message),
+            stacktrace=self.redact(stack),
             event_id=failure.event_id,
             model=failure.model,
             batch_id=batch_id,

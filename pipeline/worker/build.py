@@ -34,6 +34,7 @@ from pipeline.model.registry import load_registry
 from pipeline.model.service import ModelService
 from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
+from pipeline.observability.redact import Redactor
 from pipeline.serde import Codecs, ErrorCode, EventCodec, Failure, Stage
 from pipeline.stages.failures import FailureRouter
 from pipeline.stages.hooks import HookRegistry
@@ -265,7 +266,15 @@ def _writers(
 def _router(settings: Settings, codecs: Codecs, metrics: Metrics, hooks: HookRegistry, role: str) -> FailureRouter:
     """A role's failure router: its dead letters name the role's consumer group."""
     group = f"{settings.group}.{role}"
-    return FailureRouter(codecs.error, settings.topics.error, settings.topics.dead_letter, group, metrics, hooks=hooks)
+    return FailureRouter(
+        codecs.error,
+        settings.topics.error,
+        settings.topics.dead_letter,
+        group,
+        metrics,
+        hooks=hooks,
+        redact=Redactor(settings.secret_values()),
+    )
 
 
 def _refusals(settings: Settings, request_codec: EventCodec, routers: dict[str, FailureRouter]) -> Refused:

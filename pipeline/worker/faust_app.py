@@ -49,6 +49,10 @@ def faust_credentials(settings: Settings) -> Any:
     context = None
     if sec.security_protocol in ("SSL", "SASL_SSL"):
         context = ssl.create_default_context(cafile=sec.ssl_ca_location)
+        # librdkafka checks the broker's name against its certificate unless told "none": so does Faust's
+        # client, from the same setting (a default context would always check).
+        algorithm = sec.librdkafka().get("ssl.endpoint.identification.algorithm", "https")
+        context.check_hostname = algorithm.lower() != "none"
         if sec.ssl_certificate_location and sec.ssl_key_location:
             password = sec.ssl_key_password.get_secret_value() if sec.ssl_key_password else None
             context.load_cert_chain(sec.ssl_certificate_location, sec.ssl_key_location, password)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.config import Settings
+from pipeline.config import Settings, split_userinfo
 from pipeline.kafka.admin import BrokerUnavailable, connect_admin
-from pipeline.kafka.topics import describe_cluster, replication_for
+from pipeline.kafka.topics import check_access, describe_cluster, replication_for
 from pipeline.model.errors import ModelError
 from pipeline.model.registry import load_registry
 from pipeline.model.runner import resolve_model_file
@@ -33,17 +33,26 @@ def preflight(settings: Settings, roles: Sequence[str]) -> Settings:
     if settings.replication_factor is None:
         brokers = describe_cluster(admin, settings.admin_timeout_s).brokers
         settings = settings.model_copy(update={"replication_factor": replication_for(brokers)})
-    wanted = [settings.topics.input] if "input" in roles else []
+    t = settings.topics
+    reads, writes = [t.control], [t.error, t.dead_letter]
     if "input" in roles:
-        wanted += [settings.topics.inference, settings.topics.inference_priority]
+        reads.append(t.input)
+        writes += [t.inference, t.inference_priority]
     if "inference" in roles:
-        wanted += [settings.topics.inference, settings.topics.inference_priority, settings.topics.output]
-    wanted += [settings.topics.error, settings.topics.dead_letter, settings.topics.control]
-    present = admin.list_topics(timeout=settings.admin_timeout_s).topics
-    missing = sorted({t for t in wanted if t not in present})
-    if missing:
+        reads += [t.inference, t.inference_priority]
+        writes.append(t.output)
+    access = check_access(admin, reads, writes, settings.admin_timeout_s)
+    if access.refused:
+        user = settings.security.sasl_username or "this client"
+        refused = "; ".join(f"{', '.join(ops)} on {topic}" for topic, ops in access.refused.items())
         raise PreflightError(
-            f"topic(s) {', '.join(missing)} missing on {settings.bootstrap_servers}: run `pipeline topics create`"
+            f"not authorized: the ACLs on {settings.bootstrap_servers} refuse user {user!r} {refused} "
+            "(TOPIC_AUTHORIZATION_FAILED); grant them to its principal, or use the pipeline's user"
+        )
+    if access.missing:
+        raise PreflightError(
+            f"topic(s) {', '.join(access.missing)} missing on {settings.bootstrap_servers}: "
+            "run `pipeline topics create`"
         )
     if settings.schema_registry_url:
         _check_registry(settings)
@@ -58,11 +67,11 @@ def preflight(settings: Settings, roles: Sequence[str]) -> Settings:
 def _check_registry(settings: Settings) -> None:
     """Reachable, and the worker may register what it writes: the result and error schemas under their
     topics' subjects (the same calls the worker makes at its first write)."""
-    url = settings.schema_registry_url
-    assert url is not None
+    assert settings.schema_registry_url is not None
+    url = split_userinfo(settings.schema_registry_url)[0]
     store = shared_store(settings.schemas_dir)
     try:
-        registry = shared_registry(url)
+        registry = shared_registry(settings)
         for topic, chain in ((settings.topics.output, CHAINS["result"]), (settings.topics.error, CHAINS["error"])):
             registry.id_for(value_subject(topic), store.get(chain).text)
     except RegistryUnavailable as exc:

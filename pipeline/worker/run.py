@@ -42,7 +42,7 @@ def run_worker(
     """Run until SIGTERM/SIGINT (exit 0 after a clean drain) or a fatal hot-path error (exit 2).
 
     The health server starts first, so /readyz says "not ready" while the model loads and warms up.
-    ``health`` defaults to ``metrics_port`` on all interfaces (none when it is 0); a process under a
+    ``health`` is where it serves (none: nowhere); a process under a
     supervisor serves none (the supervisor reads its metrics and readiness).
     """
     set_young_threshold(settings.gc_gen0_threshold)
@@ -57,7 +57,7 @@ def run_worker(
             liveness=state.liveness,
             host=health.host,
         ).start()
-        log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", server.port)
+        log.info("metrics and health on %s:%d (/metrics, /healthz, /readyz)", health.host, server.port)
     runtime = build_runtime(settings, roles, metrics, state)
     state.built(model_warm=True)
     runtime.fatal.subscribe(lambda _exc: state.fatal())

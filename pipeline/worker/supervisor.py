@@ -70,9 +70,17 @@ class Supervisor:
         status = None
         if self.settings.metrics_port:
             server = HealthServer(
-                self.settings.metrics_port, self.readiness, self.metrics, liveness=self.liveness
+                self.settings.metrics_port,
+                self.readiness,
+                self.metrics,
+                liveness=self.liveness,
+                host=self.settings.metrics_host,
             ).start()
-            log.info("metrics and health on :%d (/metrics, /healthz, /readyz), for every process", server.port)
+            log.info(
+                "metrics and health on %s:%d (/metrics, /healthz, /readyz), for every process",
+                self.settings.metrics_host,
+                server.port,
+            )
         if self.status_line:
             status = StatusLine(self._registry.collect)
             status.start()
@@ -200,12 +208,12 @@ def process_main(settings: Settings, roles: tuple[str, ...], loglevel: str, supe
     """The entry point of one worker process (a fresh interpreter)."""
     _stop_with_supervisor(supervisor_pid)
     from pipeline.model.errors import ModelError
-    from pipeline.observability.logs import configure_logging, settings_secrets
+    from pipeline.observability.logs import configure_logging
     from pipeline.serde import SchemaStoreError
     from pipeline.stages.hooks import HookConfigError
     from pipeline.worker.run import run_worker
 
-    configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
+    configure_logging(settings.log_level, settings.log_format, settings.secret_values())
     try:
         code = run_worker(settings, roles, loglevel=loglevel)
     except (ModelError, HookConfigError, SchemaStoreError) as exc:  # a start-up problem: one line

@@ -122,7 +122,7 @@ def test_a_replay_killed_mid_way_and_resumed_copies_the_range_exactly_once(setti
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if _committed(settings, group_for(rid), source, 2) >= 8000:
+            if _committed(settings, group_for(settings.group, rid), source, 2) >= 8000:
                 break
             time.sleep(0.2)
         assert proc.poll() is None, f"the replay finished before it could be killed:\n{proc.communicate()[0]}"
@@ -132,7 +132,7 @@ def test_a_replay_killed_mid_way_and_resumed_copies_the_range_exactly_once(setti
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-    at_kill = _committed(settings, group_for(rid), source, 2)
+    at_kill = _committed(settings, group_for(settings.group, rid), source, 2)
     assert 0 < at_kill < n, at_kill
 
     # the source keeps being written: the resumed run must still stop at the range first planned
