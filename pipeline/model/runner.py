@@ -7,7 +7,7 @@ once on one session would only fight over the same intra-op threads (or the same
 
 Batch isolation: each event is validated before batching and fails alone with its own error code; if ONNX
 Runtime still raises on a batch, the batch is bisected until the culprits are found, so their neighbours
-still get results.
+still get results (pipeline/model/session.py runs and bisects).
 
 Deadlines: ``run_batch`` takes an optional deadline for the whole call. A run still going at the deadline
 is cancelled with ``RunOptions.terminate`` (pipeline/model/deadline.py), and every event of the batch
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,12 @@ import numpy as np
 import onnxruntime as ort
 
 from pipeline.model import tiny
-from pipeline.model.deadline import Watchdog
 from pipeline.model.errors import InputError, ModelError, ModelNotExported
 from pipeline.model.inputs import ModelInput
 from pipeline.model.outcome import Failure, ModelInfo, Outcome, Success
 from pipeline.model.providers import CPU, Device, create_session, default_intra_op_threads
 from pipeline.model.registry import TEXT_EMBEDDING, ModelSpec
+from pipeline.model.session import ORT_DTYPES, Feeds, GuardedSession, Terminated
 from pipeline.model.texts import mixed_texts
 from pipeline.model.tokenize import TextTokenizer
 from pipeline.serde.codes import ErrorCode, Stage
@@ -43,30 +43,6 @@ from pipeline.serde.codes import ErrorCode, Stage
 log = logging.getLogger(__name__)
 
 RawInput = ModelInput | Mapping[str, Any]
-Feeds = dict[str, np.ndarray]
-
-# ONNX tensor type -> numpy dtype, for validating requests against the graph's inputs.
-_ORT_DTYPES: dict[str, np.dtype[Any]] = {
-    f"tensor({k})": np.dtype(v)
-    for k, v in {
-        "float": "float32",
-        "float16": "float16",
-        "double": "float64",
-        "int8": "int8",
-        "int16": "int16",
-        "int32": "int32",
-        "int64": "int64",
-        "uint8": "uint8",
-        "uint16": "uint16",
-        "uint32": "uint32",
-        "uint64": "uint64",
-        "bool": "bool",
-    }.items()
-}
-
-
-class _Terminated(Exception):
-    """The batch's deadline passed: its run was terminated, or the next run would start after it."""
 
 
 def resolve_model_file(spec: ModelSpec, cache: Path) -> Path:
@@ -100,7 +76,6 @@ class ModelRunner:
         self.spec = spec
         self.path = resolve_model_file(spec, cache)
         self.intra_op_threads = default_intra_op_threads() if intra_op_threads is None else intra_op_threads
-        self._device_id = device_id
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -119,7 +94,6 @@ class ModelRunner:
             self.path = fp16_path
         elif fp16:
             log.info("model %s: fp16 variant not used (provider %s, file %s)", spec.name, self.provider, fp16_path)
-        self._on_device = self.provider != CPU
         self.info = ModelInfo(spec.name, spec.version, self.provider)
         self.inputs = {i.name: (i.type, list(i.shape)) for i in self._session.get_inputs()}
         self.outputs = {o.name: (o.type, list(o.shape)) for o in self._session.get_outputs()}
@@ -130,7 +104,14 @@ class ModelRunner:
             assert spec.max_seq_length is not None
             self._tokenizer = TextTokenizer(spec.tokenizer_path(cache), spec.max_seq_length)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{spec.name}")
-        self._watchdog = Watchdog(spec.name)  # its thread starts with the first run that has a deadline
+        self.session = GuardedSession(
+            self._session,
+            self._output_names,
+            model=spec.name,
+            on_device=self.provider != CPU,
+            device_id=device_id,
+            failure=self._failure,
+        )
         log.info(
             "model %s v%s loaded from %s on %s (intra-op threads %s)",
             spec.name,
@@ -160,7 +141,7 @@ class ModelRunner:
         outcomes: list[Outcome | None] = [None] * len(inputs)
         try:
             self._run_all(inputs, outcomes, deadline)
-        except _Terminated:
+        except Terminated:
             assert deadline_s is not None
             late = sum(o is None for o in outcomes)
             ms = f"{deadline_s * 1000:g} ms"
@@ -229,7 +210,7 @@ class ModelRunner:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        self._watchdog.close()
+        self.session.close()
 
     def _sample(self, batch: int) -> list[RawInput]:
         """A representative batch of ``batch`` events (capped at the model's batch size): mixed texts, or
@@ -240,14 +221,14 @@ class ModelRunner:
         zeros = {
             req: np.zeros(
                 [d if isinstance(d, int) else 1 for d in self.inputs[graph][1][1:]],
-                dtype=_ORT_DTYPES.get(self.inputs[graph][0], np.dtype("float32")),
+                dtype=ORT_DTYPES.get(self.inputs[graph][0], np.dtype("float32")),
             )
             for req, graph in self.spec.inputs.items()
         }
         return [ModelInput(tensors=zeros) for _ in range(n)]
 
     def _run_all(self, inputs: Sequence[RawInput], outcomes: list[Outcome | None], deadline: float | None) -> None:
-        """Fill ``outcomes``; raises _Terminated when the deadline passes (the filled ones stay)."""
+        """Fill ``outcomes``; raises Terminated when the deadline passes (the filled ones stay)."""
         if self._tokenizer is None and self._run_tensors_fast(inputs, outcomes, deadline):
             return
         valid: list[tuple[int, ModelInput]] = []
@@ -288,7 +269,7 @@ class ModelRunner:
             return Success(self.info, embedding=emb, truncated=truncated[pos])
 
         for batch in self._tokenizer.batches(encoded, positions, self.max_batch_size):
-            self._run_isolated(batch.positions, batch.feeds(self.spec.inputs), success, outcomes, deadline)
+            self.session.run_isolated(batch.positions, batch.feeds(self.spec.inputs), success, outcomes, deadline)
 
     # -- tensors -------------------------------------------------------------------------------------
 
@@ -313,7 +294,7 @@ class ModelRunner:
             for start in range(0, len(members), self.max_batch_size):
                 chunk = members[start : start + self.max_batch_size]
                 stacked = {g: np.stack([f[g] for _, f in chunk]) for g in chunk[0][1]}
-                self._run_isolated([p for p, _ in chunk], stacked, success, outcomes, deadline)
+                self.session.run_isolated([p for p, _ in chunk], stacked, success, outcomes, deadline)
 
     def _run_tensors_fast(
         self, inputs: Sequence[RawInput], outcomes: list[Outcome | None], deadline: float | None
@@ -329,7 +310,7 @@ class ModelRunner:
         expected: dict[str, tuple[str, str, list[int], int, np.dtype[Any]]] = {}
         for req, graph in self.spec.inputs.items():
             ort_type, shape = self.inputs[graph]
-            want = _ORT_DTYPES.get(ort_type)
+            want = ORT_DTYPES.get(ort_type)
             dims = shape[1:]
             if want is None or not all(isinstance(d, int) for d in dims):
                 return False
@@ -364,7 +345,7 @@ class ModelRunner:
         def success(pos: int, row: dict[str, np.ndarray]) -> Outcome:
             return Success(self.info, outputs={inverse[g]: v for g, v in row.items()})
 
-        self._run_isolated(list(range(n)), feeds, success, outcomes, deadline)
+        self.session.run_isolated(list(range(n)), feeds, success, outcomes, deadline)
         return True
 
     def _validate_tensors(self, item: ModelInput) -> dict[str, np.ndarray]:
@@ -381,7 +362,7 @@ class ModelRunner:
                 raise InputError(ErrorCode.BAD_SHAPE, f"missing input tensor {req!r}")
             arr = np.asarray(arr)
             ort_type, shape = self.inputs[graph]
-            want = _ORT_DTYPES.get(ort_type)
+            want = ORT_DTYPES.get(ort_type)
             if want is None or arr.dtype != want:
                 raise InputError(ErrorCode.BAD_DTYPE, f"tensor {req!r}: dtype {arr.dtype}, model wants {want}")
             dims = shape[1:]
@@ -394,100 +375,6 @@ class ModelRunner:
                 raise InputError(ErrorCode.NAN_TENSOR, f"tensor {req!r} holds NaN or infinity")
             feeds[graph] = arr
         return feeds
-
-    # -- running and isolation -----------------------------------------------------------------------
-
-    def _run_isolated(
-        self,
-        positions: list[int],
-        feeds: Feeds,
-        success: Callable[[int, dict[str, np.ndarray]], Outcome],
-        outcomes: list[Outcome | None],
-        deadline: float | None,
-    ) -> None:
-        """Run one batch; on an ONNX Runtime error, bisect so that only the failing events fail."""
-        culprits: list[tuple[int, str]] = []
-        try:
-            self._bisect(positions, feeds, success, outcomes, culprits, deadline)
-        except _Terminated:
-            # the culprits found before the deadline failed alone: their failures are their own
-            for pos, message in culprits:
-                outcomes[pos] = self._failure(ErrorCode.INFERENCE_FAILED, message)
-            raise
-        if not culprits:
-            return
-        # Every event failing even alone points at the model or device, not the inputs: worth a retry.
-        systemic = len(culprits) == len(positions) and len(positions) > 1
-        log.warning(
-            "model %s: %d of %d events failed in ONNX Runtime (%s): %s",
-            self.spec.name,
-            len(culprits),
-            len(positions),
-            "all of them: model or device fault" if systemic else "isolated by bisection",
-            culprits[0][1],
-        )
-        for pos, message in culprits:
-            outcomes[pos] = self._failure(ErrorCode.INFERENCE_FAILED, message, retryable=systemic)
-
-    def _bisect(
-        self,
-        positions: list[int],
-        feeds: Feeds,
-        success: Callable[[int, dict[str, np.ndarray]], Outcome],
-        outcomes: list[Outcome | None],
-        culprits: list[tuple[int, str]],
-        deadline: float | None,
-    ) -> None:
-        try:
-            results = self._run_session(feeds, deadline)
-        except _Terminated:
-            raise  # never bisect a terminated run: each half would wait for the deadline again
-        except Exception as exc:
-            if len(positions) == 1:
-                culprits.append((positions[0], f"onnxruntime: {' '.join(str(exc).split())[:500]}"))
-                return
-            mid = len(positions) // 2
-            for part in (slice(0, mid), slice(mid, None)):
-                half = {k: v[part] for k, v in feeds.items()}
-                self._bisect(positions[part], half, success, outcomes, culprits, deadline)
-            return
-        for row, pos in enumerate(positions):
-            outcomes[pos] = success(
-                pos, {name: out[row] for name, out in zip(self._output_names, results, strict=True)}
-            )
-
-    def _run_session(self, feeds: Feeds, deadline: float | None) -> list[np.ndarray]:
-        """One ONNX Runtime call, watched when it has a deadline; raises _Terminated when the deadline
-        stopped it (or had passed before it could start)."""
-        if deadline is None:
-            return self._invoke(feeds, None)
-        if time.monotonic() >= deadline:
-            raise _Terminated
-        options = ort.RunOptions()
-        # ONNX Runtime's own logger would print every cancellation as an error; any failed run reaches us as
-        # its exception, which the caller logs (or turns into the batch's TIMEOUT)
-        options.log_severity_level = 4
-        watch = self._watchdog.watch(options, deadline)
-        try:
-            return self._invoke(feeds, options)
-        except Exception as exc:
-            if self._watchdog.release(watch):
-                raise _Terminated from exc
-            raise
-        finally:
-            self._watchdog.release(watch)
-
-    def _invoke(self, feeds: Feeds, options: ort.RunOptions | None) -> list[np.ndarray]:
-        """The ONNX Runtime call; on a GPU inputs are copied once and outputs stay there until fetched."""
-        if not self._on_device:
-            return list(self._session.run(self._output_names, feeds, options))
-        binding = self._session.io_binding()
-        for name, arr in feeds.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(arr))
-        for name in self._output_names:
-            binding.bind_output(name, "cuda", self._device_id)
-        self._session.run_with_iobinding(binding, options)
-        return list(binding.copy_outputs_to_cpu())
 
     def _check_mapping(self) -> None:
         missing_in = set(self.spec.inputs.values()) - set(self.inputs)

@@ -72,14 +72,14 @@ def test_the_slow_model_answers_like_tiny_and_waits_as_asked(slow_runner: ModelR
 def test_a_slow_batch_is_cancelled_at_its_deadline_and_the_runner_goes_on(
     slow_runner: ModelRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = slow_runner._run_session
+    real = slow_runner.session.run
     runs: list[int] = []
 
     def counted(feeds: dict[str, np.ndarray], deadline: float | None) -> list[np.ndarray]:
         runs.append(len(feeds["x"]))
         return real(feeds, deadline)
 
-    monkeypatch.setattr(slow_runner, "_run_session", counted)
+    monkeypatch.setattr(slow_runner.session, "run", counted)
     batch = [slow_event(), x_of(1.0)]
     started = time.perf_counter()
     outcomes = slow_runner.run_batch(batch, deadline_s=0.3)

@@ -87,7 +87,7 @@ def test_a_bad_event_fails_alone(tiny_runner: ModelRunner, bad: ModelInput, code
 
 
 def test_ort_failure_is_bisected_to_the_culprits(tiny_runner: ModelRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = tiny_runner._run_session
+    real = tiny_runner.session.run
     calls: list[int] = []
 
     def poisoned(feeds: dict[str, np.ndarray], deadline: float | None) -> list[np.ndarray]:
@@ -96,7 +96,7 @@ def test_ort_failure_is_bisected_to_the_culprits(tiny_runner: ModelRunner, monke
             raise RuntimeError("[ONNXRuntimeError] forced failure")
         return real(feeds, deadline)
 
-    monkeypatch.setattr(tiny_runner, "_run_session", poisoned)
+    monkeypatch.setattr(tiny_runner.session, "run", poisoned)
     values = [float(i) for i in range(16)]
     values[5] = values[11] = 999.0
     outcomes = tiny_runner.run_batch([x_of(v) for v in values])
@@ -116,7 +116,7 @@ def test_a_batch_failing_everywhere_is_retryable(tiny_runner: ModelRunner, monke
     def broken(feeds: dict[str, np.ndarray], deadline: float | None) -> list[np.ndarray]:
         raise RuntimeError("device lost")
 
-    monkeypatch.setattr(tiny_runner, "_run_session", broken)
+    monkeypatch.setattr(tiny_runner.session, "run", broken)
     outcomes = tiny_runner.run_batch([x_of(1.0), x_of(2.0), x_of(3.0)])
     assert all(isinstance(o, Failure) and o.retryable and o.code == ErrorCode.INFERENCE_FAILED for o in outcomes)
 
@@ -125,8 +125,8 @@ def test_batches_above_the_maximum_are_split(registry: Registry, tmp_path: Path)
     spec = registry.get("tiny").model_copy(update={"max_batch_size": 4})
     runner = ModelRunner(spec, tmp_path, device="cpu")
     seen: list[int] = []
-    real = runner._run_session
-    runner._run_session = lambda feeds, deadline: seen.append(len(feeds["x"])) or real(feeds, deadline)  # type: ignore[method-assign]
+    real = runner.session.run
+    runner.session.run = lambda feeds, deadline: seen.append(len(feeds["x"])) or real(feeds, deadline)  # type: ignore[method-assign]
     outcomes = runner.run_batch([x_of(float(i)) for i in range(10)])
     runner.close()
     assert all(isinstance(o, Success) for o in outcomes)
