@@ -25,14 +25,17 @@ from pipeline.serde import Codecs
 PARTITIONS = 4
 
 
-def fresh_settings(bootstrap: str, design: str, model: str, partitions: int = PARTITIONS) -> Settings:
-    """Topics and group names of their own for one design and model, created now."""
+def fresh_settings(
+    bootstrap: str, design: str, model: str, partitions: int = PARTITIONS, append_time: tuple[str, ...] = ("output",)
+) -> Settings:
+    """Topics and group names of their own for one design and model, created now; the topics of the
+    ``append_time`` roles stamp their records with the broker's append time."""
     tag = f"{design}.{model}.{uuid.uuid4().hex[:6]}"
     topics = Topics(**{role: f"bench.{tag}.{name}" for role, name in Topics().all().items()})
     settings = Settings(bootstrap_servers=bootstrap, topics=topics, group=f"bench.{tag}", partitions=partitions)
     specs = [
         dataclasses.replace(s, config={**s.config, "message.timestamp.type": "LogAppendTime"})
-        if s.role == "output"
+        if s.role in append_time
         else s
         for s in topic_specs(settings)
     ]

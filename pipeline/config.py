@@ -132,6 +132,14 @@ class Settings(BaseSettings):
     schema_registry_key_location: str | None = None
     schemas_dir: Path = REPO_ROOT / "schemas"
     max_message_bytes: int = Field(default=1_000_000, gt=0)
+    # Other teams write the input topic: a few bytes can claim a huge shape, a record can be one long text
+    # or thousands of tiny items. Each cap fails such a record with a code of its own before anything it
+    # sizes is allocated (pipeline/serde/limits.py). Elements per tensor (16M: 64 MiB of float32); chars
+    # per string field (the text, names, attributes); items per array or map (tensors, shape dims,
+    # attributes).
+    max_tensor_elements: int = Field(default=16_777_216, ge=1)
+    max_text_chars: int = Field(default=100_000, ge=1)
+    max_items: int = Field(default=10_000, ge=1)
 
     # Model
     model: str = "minilm-l6"

@@ -15,6 +15,11 @@ milliseconds and ``uuid`` fields are ``str``, both ways; enums are their symbol 
 
 Speed: schemas are parsed once per process; each (writer, reader) pair is checked and cached the first time
 a fingerprint or id is seen; the hot path is a dict lookup, one fastavro call and a length check.
+
+Hostile bytes: the size cap is checked before anything else; a writer schema is refused once when reading
+it could cost more than a record's bytes (:mod:`pipeline.serde.schema_guard`); a writer that is a later
+version of our own record and that our reader cannot resolve is ``SCHEMA_TOO_NEW``; every message shows
+the record's first bytes in hex (:func:`~pipeline.serde.limits.show_bytes`).
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ from pipeline.serde.fingerprint import (
     CONFLUENT_MAGIC,
     SINGLE_OBJECT_HEADER_LEN,
     SINGLE_OBJECT_MAGIC,
-    fingerprint_int,
     rabin_fingerprint,
 )
+from pipeline.serde.item_count import Over, item_counter
+from pipeline.serde.limits import DEFAULT_LIMITS, Limits, items_over, show_bytes
 from pipeline.serde.registry import RegistrySchemas, value_subject
+from pipeline.serde.schema_guard import unbounded_reads
 from pipeline.serde.store import SchemaStore, SchemaVersion, shared_store, strip_logical_types
 
 if TYPE_CHECKING:
@@ -73,6 +80,10 @@ class _Reading:
     error: str | None = None
     named: dict[str, dict[str, Any]] | None = None
     """fastavro's named-type tables for the direct entry point, filled once per pair."""
+    code: ErrorCode = ErrorCode.SCHEMA_RESOLUTION_FAILED
+    """Why records of this writer cannot be read, when ``error`` says they cannot."""
+    count_items: Callable[[bytes, int], Over | None] | None = None
+    """Counts a record's items on its bytes (:mod:`pipeline.serde.item_count`), when the codec validates."""
 
 
 def _union_hints(schema: dict[str, Any]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
@@ -122,6 +133,7 @@ class EventCodec:
         reader_version: int | None = None,
         validator: Validator | None = None,
         fast_path: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         if framing == "confluent" and registry is None:
             raise SchemaStoreError("the confluent framing needs a schema registry (schema_registry_url)")
@@ -134,6 +146,7 @@ class EventCodec:
         self.writer_schema: SchemaVersion = store.get(chain, writer_version)
         self.reader_schema: SchemaVersion = store.get(chain, reader_version)
         self.validator = validator
+        self.limits = limits
         self._write_parsed = self.writer_schema.parsed
         self._so_header = SINGLE_OBJECT_MAGIC + self.writer_schema.fingerprint
         self._confluent_headers: dict[str, bytes] = {}
@@ -164,7 +177,7 @@ class EventCodec:
         (input for requests, output for results, error for errors). ``validate`` runs the record type's
         semantic checks (requests only) inside :meth:`decode`.
         """
-        from pipeline.serde.validation import VALIDATORS
+        from pipeline.serde.validation import validator_for
 
         store = shared_store(settings.schemas_dir)
         url = settings.schema_registry_url
@@ -173,6 +186,7 @@ class EventCodec:
             framing = "confluent"
         if registry is None and url:
             registry = shared_registry(settings)
+        limits = Limits.from_settings(settings)
         default_topics = {
             "request": settings.topics.input,
             "result": settings.topics.output,
@@ -187,7 +201,8 @@ class EventCodec:
             max_message_bytes=settings.max_message_bytes,
             writer_version=writer_version,
             reader_version=reader_version,
-            validator=VALIDATORS.get(record_type) if validate else None,
+            validator=validator_for(record_type, limits) if validate else None,
+            limits=limits,
         )
 
     # ------------------------------------------------------------------ encode
@@ -267,6 +282,12 @@ class EventCodec:
         """Framed bytes -> datum in the reader schema's shape (validated when a validator is set)."""
         reading, start = self._frame(data)
         assert data is not None
+        # Fewer body bytes than max_items cannot hold more items (each takes a byte): only longer records
+        # are counted before the decoder builds them.
+        if reading.count_items is not None and len(data) - start > self.limits.max_items:
+            over = reading.count_items(data, start)
+            if over is not None:
+                raise items_over(*over, self.limits)
         buf = io.BytesIO(data)
         buf.seek(start)
         try:
@@ -276,17 +297,27 @@ class EventCodec:
                 )
             else:
                 datum = schemaless_reader(buf, reading.writer, reading.reader)  # type: ignore[assignment]
-        except EOFError as exc:
-            raise DecodeError(ErrorCode.TRUNCATED, f"{reading.label}: body ends early ({exc})") from None
+        except EOFError:
+            raise DecodeError(
+                ErrorCode.TRUNCATED, f"{reading.label}: the body ends early, at byte {len(data):,} ({show_bytes(data)})"
+            ) from None
         except SchemaResolutionError as exc:
-            raise DecodeError(ErrorCode.SCHEMA_RESOLUTION_FAILED, f"{reading.label}: {exc}") from None
+            raise DecodeError(
+                ErrorCode.SCHEMA_RESOLUTION_FAILED, f"{reading.label}: {_cut(exc)} ({show_bytes(data)})"
+            ) from None
         except Exception as exc:  # UnicodeDecodeError, IndexError (bad union/enum index), ValueError, ...
             raise DecodeError(
-                ErrorCode.INVALID_DATUM, f"{reading.label}: malformed body ({type(exc).__name__}: {exc})"
+                ErrorCode.INVALID_DATUM,
+                f"{reading.label}: malformed body near byte {buf.tell():,} ({type(exc).__name__}: {_cut(exc)}; "
+                f"{show_bytes(data)})",
             ) from None
         end = buf.tell()
         if end != len(data):
-            raise DecodeError(ErrorCode.INVALID_DATUM, f"{reading.label}: {len(data) - end} bytes after the body")
+            raise DecodeError(
+                ErrorCode.INVALID_DATUM,
+                f"{reading.label}: {len(data) - end:,} bytes after the body, which ends at byte {end:,} "
+                f"({show_bytes(data)})",
+            )
         if self.validator is not None:
             self.validator(datum)
         return datum
@@ -307,69 +338,130 @@ class EventCodec:
         if not data:
             raise DecodeError(ErrorCode.EMPTY, "empty value (no bytes)")
         size = len(data)
-        if size > self.max_message_bytes:
-            raise DecodeError(ErrorCode.TOO_LARGE, f"{size} bytes, max_message_bytes is {self.max_message_bytes}")
+        if size > self.max_message_bytes:  # before any other work on the bytes
+            raise DecodeError(ErrorCode.TOO_LARGE, f"{size:,} bytes, max_message_bytes is {self.max_message_bytes:,}")
         first = data[0]
         if first == _SO_MAGIC0:
             if size > 1 and data[1] != _SO_MAGIC1:
-                raise DecodeError(ErrorCode.BAD_MAGIC, f"single-object magic C3 {data[1]:02X}, expected C3 01")
+                raise DecodeError(
+                    ErrorCode.BAD_MAGIC,
+                    f"single-object magic is C3 01, this record has C3 {data[1]:02X} ({show_bytes(data)})",
+                )
             if size < SINGLE_OBJECT_HEADER_LEN:
-                raise DecodeError(ErrorCode.TRUNCATED, f"{size} bytes: shorter than the single-object header")
+                raise DecodeError(
+                    ErrorCode.TRUNCATED, f"shorter than the single-object header of 10 bytes ({show_bytes(data)})"
+                )
             fp = bytes(data[2:SINGLE_OBJECT_HEADER_LEN])
-            reading = self._by_fingerprint.get(fp) or self._reading_for_fingerprint(fp)
+            reading = self._by_fingerprint.get(fp) or self._reading_for_fingerprint(fp, data)
             start = SINGLE_OBJECT_HEADER_LEN
         elif first == CONFLUENT_MAGIC:
             if size < CONFLUENT_HEADER_LEN:
-                raise DecodeError(ErrorCode.TRUNCATED, f"{size} bytes: shorter than the Confluent header")
+                raise DecodeError(
+                    ErrorCode.TRUNCATED, f"shorter than the Confluent header of 5 bytes ({show_bytes(data)})"
+                )
             schema_id = int.from_bytes(data[1:CONFLUENT_HEADER_LEN], "big")
             reading = self._by_id.get(schema_id) or self._reading_for_id(schema_id)
             start = CONFLUENT_HEADER_LEN
         else:
-            raise DecodeError(ErrorCode.BAD_MAGIC, f"first byte {first:02X} is neither C3 (single-object) nor 00")
+            raise DecodeError(
+                ErrorCode.BAD_MAGIC,
+                f"first byte {first:02X} is neither C3 (single-object) nor 00 (Confluent) ({show_bytes(data)})",
+            )
         if reading.error is not None:
-            raise DecodeError(ErrorCode.SCHEMA_RESOLUTION_FAILED, reading.error)
+            raise DecodeError(reading.code, reading.error)
         return reading, start
 
-    def _reading_for_fingerprint(self, fp: bytes) -> _Reading:
+    def _reading_for_fingerprint(self, fp: bytes, data: bytes) -> _Reading:
         found = self.store.by_fingerprint(fp)
         if found is None:
+            # Eight bytes cannot say whether they name a version newer than ours or nothing at all: the
+            # message says both. (In registry mode the schema itself can tell: SCHEMA_TOO_NEW.)
+            versions = self.store.chains.get(self.chain, [])
             raise DecodeError(
-                ErrorCode.UNKNOWN_SCHEMA, f"writer fingerprint {fingerprint_int(fp):#018x} not in {self.store.root}"
+                ErrorCode.UNKNOWN_SCHEMA,
+                f"unknown writer schema: fingerprint {fp.hex(' ')} is none of the {sum(1 for _ in self.store)} "
+                f"schemas this pipeline ships ({self.chain} v1..v{len(versions)}); written with a schema newer "
+                f"than this pipeline's, or not an event of ours ({show_bytes(data)})",
             )
-        reading = self._pair(found.schema, found.parsed, found.fingerprint, found.label)
+        reading = self._pair(found.schema, found.parsed, found.fingerprint, found.label, found)
         self._by_fingerprint[fp] = reading
         return reading
 
     def _reading_for_id(self, schema_id: int) -> _Reading:
         if self.registry is None:
-            raise DecodeError(ErrorCode.UNKNOWN_SCHEMA, f"Confluent frame (schema id {schema_id}) but no registry")
+            raise DecodeError(
+                ErrorCode.UNKNOWN_SCHEMA,
+                f"unknown writer schema: a Confluent frame (registry id {schema_id}, header bytes 00 "
+                f"{schema_id.to_bytes(4, 'big').hex(' ')}) but no schema registry is configured",
+            )
         text = self.registry.text_for(schema_id)
         label = f"registry id {schema_id}"
         try:
             schema = json.loads(text)
+            refused = unbounded_reads(schema)
+            if refused is not None:  # before anything else walks it: fastavro's parser recurses too
+                reading = _Reading(None, None, label, f"{label}: writer schema refused, {refused}")
+                self._by_id[schema_id] = reading
+                return reading
             fp = rabin_fingerprint(schema)
             local = self.store.by_fingerprint(fp)
             parsed = local.parsed if local is not None else fastavro.parse_schema(strip_logical_types(schema))
         except Exception as exc:
-            reading = _Reading(None, None, label, f"{label}: writer schema does not parse: {exc}")
+            reading = _Reading(None, None, label, f"{label}: writer schema does not parse: {_cut(exc)}")
         else:
-            reading = self._pair(schema, parsed, fp, label if local is None else f"{label} ({local.label})")
+            reading = self._pair(schema, parsed, fp, label if local is None else f"{label} ({local.label})", local)
         self._by_id[schema_id] = reading
         return reading
 
-    def _pair(self, writer_json: Any, writer_parsed: Any, writer_fp: bytes, label: str) -> _Reading:
-        """Check a new writer against our reader once; the verdict is cached with the pair."""
+    def _pair(
+        self, writer_json: Any, writer_parsed: Any, writer_fp: bytes, label: str, known: SchemaVersion | None
+    ) -> _Reading:
+        """Check a new writer against our reader once; the verdict is cached with the pair.
+
+        A writer that our reader cannot resolve is ``SCHEMA_TOO_NEW`` when it is a version of our reader's
+        own record (same full name) that is later than the reader: one this pipeline does not ship, or a
+        later one of its chain. Any other is ``SCHEMA_RESOLUTION_FAILED``: a different record altogether.
+        """
+        count = item_counter(writer_parsed, self.limits.max_items) if self.validator is not None else None
         if writer_fp == self.reader_schema.fingerprint:
-            return _Reading(writer_parsed, None, label, None, _fastpath.reading_named(writer_parsed, None))
+            return _Reading(
+                writer_parsed, None, label, None, _fastpath.reading_named(writer_parsed, None), count_items=count
+            )
         try:
             problems = incompatibilities(self.reader_schema.schema, writer_json)
         except Exception as exc:
-            problems = [f"cannot check: {exc}"]
+            problems = [f"cannot check: {_cut(exc)}"]
         if problems:
+            reader = self.reader_schema
+            later = known is None or (known.chain == reader.chain and known.version > reader.version)
+            if later and _full_name(writer_json) == reader.full_name:
+                shipped = len(self.store.chains.get(reader.chain, []))
+                return _Reading(
+                    None,
+                    None,
+                    label,
+                    f"{label}: a version of {reader.full_name} newer than this pipeline ships (v1..v{shipped}), "
+                    f"which {reader.label} cannot read: {'; '.join(problems)}; upgrade the pipeline's schemas",
+                    code=ErrorCode.SCHEMA_TOO_NEW,
+                )
             return _Reading(None, None, label, f"{label} -> {self.reader_schema.label}: {'; '.join(problems)}")
         reader = self.reader_schema.parsed
         named = _fastpath.reading_named(writer_parsed, reader)
-        return _Reading(writer_parsed, reader, f"{label} -> {self.reader_schema.label}", None, named)
+        return _Reading(writer_parsed, reader, f"{label} -> {self.reader_schema.label}", None, named, count_items=count)
+
+
+def _full_name(schema: Any) -> str:
+    """A record schema's full name (``namespace.name``), empty for anything else."""
+    if not isinstance(schema, dict):
+        return ""
+    name, namespace = str(schema.get("name", "")), schema.get("namespace")
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+def _cut(exc: BaseException, n: int = 300) -> str:
+    """An exception's text, cut short: a library's message may quote the hostile value it choked on."""
+    text = str(exc)
+    return text if len(text) <= n else f"{text[:n]}..."
 
 
 def shared_registry(settings: Settings) -> RegistrySchemas:

@@ -36,6 +36,11 @@ class ErrorCode(StrEnum):
     HOOK_FAILED = "HOOK_FAILED"
     OUTPUT_FAILED = "OUTPUT_FAILED"
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+    # added in inference_error v2: hostile input, each past a limit of its own (pipeline/serde/limits.py)
+    TENSOR_TOO_LARGE = "TENSOR_TOO_LARGE"  # validate: a shape past max_tensor_elements, or absurd
+    TEXT_TOO_LONG = "TEXT_TOO_LONG"  # validate: a string field past max_text_chars
+    TOO_MANY_ITEMS = "TOO_MANY_ITEMS"  # validate: an array or map past max_items
+    SCHEMA_TOO_NEW = "SCHEMA_TOO_NEW"  # decode: a later version of our record that our reader cannot resolve
 
 
 class Stage(StrEnum):

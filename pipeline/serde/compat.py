@@ -27,6 +27,24 @@ def incompatibilities(reader: Any, writer: Any) -> list[str]:
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
     kinds = ", ".join(sorted({i.value for i in result.incompatibilities})) or "incompatible"
-    where = ", ".join(sorted(result.locations))
+    reader_json = json.loads(reader) if isinstance(reader, str) else reader
+    where = ", ".join(sorted(_with_field_names(reader_json, loc) for loc in result.locations))
     detail = "; ".join(sorted(result.messages))
     return [f"{kinds} at {where}: {detail}"]
+
+
+def _with_field_names(schema: Any, location: str) -> str:
+    """A checker location (``/fields/1/type``) with the field names it passes through added
+    (``/fields/1/type (created_at)``), so that a message names the field and not only its index."""
+    names: list[str] = []
+    node = schema
+    for token in location.strip("/").split("/"):
+        if isinstance(node, dict):
+            node = node.get(token)
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+            if isinstance(node, dict) and "name" in node and "type" in node and "symbols" not in node:
+                names.append(str(node["name"]))
+        else:
+            break
+    return f"{location} ({'.'.join(names)})" if names else location

@@ -2,7 +2,9 @@
 
 Subjects follow the topic-name strategy (``TOPIC-value``). The hot path only reads the dicts here: an id is
 fetched (or registered) the first time a topic or an id is seen, then served from memory, so no message
-costs an HTTP call. ``mock://`` URLs give confluent-kafka's in-memory mock client (tests without Java).
+costs an HTTP call. An id the registry does not know is remembered too, for :data:`UNKNOWN_ID_TTL_S`: a
+stream of records naming one unknown id costs one lookup, not one per record. ``mock://`` URLs give
+confluent-kafka's in-memory mock client (tests without Java).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 import warnings
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -32,6 +36,14 @@ def client_module() -> ModuleType:
         return client
 
 
+# An unknown id is answered from memory this long: long enough that a flood of records naming it costs one
+# lookup every so often, short enough that a schema registered under that id afterwards is read within a
+# minute without a restart.
+UNKNOWN_ID_TTL_S = 30.0
+# Unknown ids remembered at most: random ids from garbage must not grow the memory without bound.
+UNKNOWN_IDS_KEPT = 10_000
+
+
 def value_subject(topic: str) -> str:
     """Topic-name strategy: the subject of a topic's record values."""
     return f"{topic}-value"
@@ -40,11 +52,22 @@ def value_subject(topic: str) -> str:
 class RegistrySchemas:
     """Caches subject -> id (writers) and id -> schema text (readers) in front of a registry client."""
 
-    def __init__(self, client: Any, *, auto_register: bool = True) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        auto_register: bool = True,
+        unknown_ttl_s: float = UNKNOWN_ID_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
         self.auto_register = auto_register
+        self.unknown_ttl_s = unknown_ttl_s
+        self._clock = clock
         self._ids: dict[tuple[str, str], int] = {}
         self._texts: dict[int, str] = {}
+        self._unknown: dict[int, tuple[float, str]] = {}
+        """id -> (until when, why): ids the registry said it does not know, in the order they were asked."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -82,15 +105,33 @@ class RegistrySchemas:
         found = self._texts.get(schema_id)
         if found is not None:
             return found
+        unknown = self._unknown.get(schema_id)
+        if unknown is not None:
+            if self._clock() < unknown[0]:
+                raise DecodeError(ErrorCode.UNKNOWN_SCHEMA, unknown[1])
+            self._unknown.pop(schema_id, None)
+        header = f"header bytes 00 {schema_id.to_bytes(4, 'big').hex(' ')}"
         try:
             schema = self.client.get_schema(schema_id)
         except client_module().SchemaRegistryError as exc:
             if exc.http_status_code == 404:
-                raise DecodeError(ErrorCode.UNKNOWN_SCHEMA, f"schema id {schema_id} not in the registry") from None
+                raise self._unknown_id(
+                    schema_id, f"unknown writer schema: registry id {schema_id} ({header}) is not in the registry"
+                ) from None
             raise RegistryUnavailable(f"registry error for schema id {schema_id}: {exc}") from exc
         except Exception as exc:
             raise RegistryUnavailable(f"registry not reachable for schema id {schema_id}: {exc}") from exc
         if schema is None or schema.schema_str is None or (schema.schema_type or "AVRO") != "AVRO":
-            raise DecodeError(ErrorCode.UNKNOWN_SCHEMA, f"schema id {schema_id} is not an Avro schema")
+            kind = getattr(schema, "schema_type", None) or "no schema"
+            raise self._unknown_id(schema_id, f"registry id {schema_id} ({header}) is not an Avro schema ({kind})")
         self._texts[schema_id] = schema.schema_str
         return str(schema.schema_str)
+
+    def _unknown_id(self, schema_id: int, message: str) -> DecodeError:
+        """Remember an id that no record can be read with, for ``unknown_ttl_s``; the error to raise."""
+        if self.unknown_ttl_s > 0:
+            with self._lock:
+                while len(self._unknown) >= UNKNOWN_IDS_KEPT:
+                    self._unknown.pop(next(iter(self._unknown)))
+                self._unknown[schema_id] = (self._clock() + self.unknown_ttl_s, message)
+        return DecodeError(ErrorCode.UNKNOWN_SCHEMA, message)

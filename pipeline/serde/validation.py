@@ -3,11 +3,14 @@
 The schema says a tensor has a dtype string, a shape and bytes; only here do we know that the dtype must be
 one numpy knows, that no dimension is negative and that the bytes hold exactly ``prod(shape)`` items.
 Each broken rule raises :class:`ValidationError` with the error-schema code for it, so the input agent can
-dead-letter the event at once instead of the inference worker failing on it later.
+dead-letter the event at once instead of the inference worker failing on it later. The caps on counts and
+lengths (:mod:`pipeline.serde.limits`) are checked here as well, each before anything they size is
+computed. Messages name the field (``payload.tensors[0].shape``) and cut what the record gave short.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -18,6 +21,7 @@ import numpy as np
 
 from pipeline.serde.codes import ErrorCode
 from pipeline.serde.errors import ValidationError
+from pipeline.serde.limits import DEFAULT_LIMITS, Limits, check_envelope, check_extent, check_text, shown, too_many
 
 # Dtypes a tensor may name: numpy's names for fixed-size numbers and bool. Bytes are little-endian.
 WIRE_DTYPES: dict[str, np.dtype[Any]] = {
@@ -38,6 +42,10 @@ WIRE_DTYPES: dict[str, np.dtype[Any]] = {
     )
 }
 
+# The most dims a numpy array may have (64 from numpy 2 on, 32 before): a longer shape cannot become an
+# array at all, so it is refused here rather than failing in the model runtime.
+MAX_DIMS = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
+
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -51,28 +59,50 @@ def _payload_body(payload: Any) -> Any:
     return payload[1] if isinstance(payload, tuple) and len(payload) == 2 else payload
 
 
-def check_tensor(tensor: Mapping[str, Any], *, event_id: str | None = None) -> np.dtype[Any]:
-    """Dtype known, shape non-negative, byte length = prod(shape) * itemsize; returns the wire dtype."""
+def check_tensor(
+    tensor: Mapping[str, Any],
+    *,
+    event_id: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    where: str | None = None,
+    items: int = 0,
+) -> np.dtype[Any]:
+    """Dtype known, shape non-negative and within the caps, byte length = prod(shape) * itemsize; returns
+    the wire dtype. ``where`` names the tensor in messages (``payload.tensors[0]``); ``items`` is how many
+    array items and map entries the record holds besides this shape's dims (``max_items`` caps them all)."""
     name = tensor.get("name")
+    if where is None:
+        where = f"tensor {shown(name)}"
+    check_text(f"{where}.name", name, limits, event_id)
     dtype = WIRE_DTYPES.get(str(tensor.get("dtype")))
     if dtype is None:
         raise ValidationError(
             ErrorCode.BAD_DTYPE,
-            f"tensor {name!r}: dtype {tensor.get('dtype')!r} is not one of {', '.join(WIRE_DTYPES)}",
+            f"{where}.dtype: {shown(tensor.get('dtype'))} is not one of {', '.join(WIRE_DTYPES)}",
             event_id=event_id,
         )
     shape = tensor.get("shape")
-    if not isinstance(shape, list | tuple) or not all(d.__class__ is int and d >= 0 for d in shape):
+    if not isinstance(shape, list | tuple):
+        raise ValidationError(ErrorCode.BAD_SHAPE, f"{where}.shape: {shown(shape)} is not a list", event_id=event_id)
+    if items + len(shape) > limits.max_items:
+        raise too_many(f"{where}.shape", len(shape), "dims", limits, event_id, items + len(shape))
+    if len(shape) > MAX_DIMS:
         raise ValidationError(
-            ErrorCode.BAD_SHAPE, f"tensor {name!r}: shape {shape!r} must be non-negative ints", event_id=event_id
+            ErrorCode.BAD_SHAPE,
+            f"{where}.shape: {len(shape):,} dims, an array has at most {MAX_DIMS}",
+            event_id=event_id,
         )
+    if not all(d.__class__ is int and d >= 0 for d in shape):
+        raise ValidationError(
+            ErrorCode.BAD_SHAPE, f"{where}.shape: {shown(shape)} must be non-negative ints", event_id=event_id
+        )
+    expected = check_extent(where, shape, limits, event_id) * dtype.itemsize
     data = tensor.get("data")
-    expected = math.prod(shape) * dtype.itemsize
     if not isinstance(data, bytes | bytearray | memoryview) or len(data) != expected:
-        got = len(data) if isinstance(data, bytes | bytearray | memoryview) else type(data).__name__
+        got = f"{len(data):,} bytes" if isinstance(data, bytes | bytearray | memoryview) else type(data).__name__
         raise ValidationError(
             ErrorCode.TENSOR_SIZE_MISMATCH,
-            f"tensor {name!r}: {got} bytes, shape {list(shape)} of {dtype.name} needs {expected}",
+            f"{where}.data: {got}, shape {shown(shape)} of {dtype.name} needs {expected:,}",
             event_id=event_id,
         )
     return dtype
@@ -103,43 +133,67 @@ def has_nan(array: np.ndarray, *, include_inf: bool = True) -> bool:
     return not bool(np.isfinite(array).all()) if include_inf else bool(np.isnan(array).any())
 
 
-def check_tensors(tensors: Any, *, check_nan: bool = True, event_id: str | None = None) -> None:
-    """A tensor payload: at least one tensor, unique names, each well formed (and finite, if asked)."""
+def check_tensors(
+    tensors: Any,
+    *,
+    check_nan: bool = True,
+    event_id: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    items: int = 0,
+) -> None:
+    """A tensor payload: one tensor or more, unique names, each well formed and within the caps (and finite,
+    if asked); ``items`` is how many array items and map entries the record holds besides its tensors."""
     if not isinstance(tensors, list) or not tensors:
-        raise ValidationError(ErrorCode.BAD_SHAPE, "tensor payload without tensors", event_id=event_id)
+        raise ValidationError(ErrorCode.BAD_SHAPE, "payload.tensors: no tensors", event_id=event_id)
+    items += len(tensors)
+    if items > limits.max_items:
+        raise too_many("payload.tensors", len(tensors), "tensors", limits, event_id, items)
     seen: set[str] = set()
-    for tensor in tensors:
+    for i, tensor in enumerate(tensors):
+        where = f"payload.tensors[{i}]"
         name = tensor.get("name")
         if name in seen:
-            raise ValidationError(ErrorCode.BAD_SHAPE, f"tensor {name!r} given twice", event_id=event_id)
+            raise ValidationError(ErrorCode.BAD_SHAPE, f"{where}.name: {shown(name)} given twice", event_id=event_id)
         seen.add(name)
-        dtype = check_tensor(tensor, event_id=event_id)
+        dtype = check_tensor(tensor, event_id=event_id, limits=limits, where=where, items=items)
+        items += len(tensor["shape"])
         if check_nan and dtype.kind == "f" and has_nan_bytes(tensor["data"], dtype):
-            raise ValidationError(ErrorCode.NAN_TENSOR, f"tensor {name!r} holds NaN or infinity", event_id=event_id)
+            raise ValidationError(ErrorCode.NAN_TENSOR, f"{where}.data: NaN or infinity", event_id=event_id)
 
 
-def validate_request(datum: Mapping[str, Any], *, check_nan: bool = True) -> None:
-    """An ``InferenceRequest`` datum: UUID event id, non-blank text or well-formed tensors."""
+def validate_request(datum: Mapping[str, Any], *, check_nan: bool = True, limits: Limits = DEFAULT_LIMITS) -> None:
+    """An ``InferenceRequest`` datum: UUID event id, every count and length within ``limits``, non-blank
+    text or well-formed tensors."""
     event_id = datum.get("event_id")
     if not is_uuid(event_id):
         raise ValidationError(
             ErrorCode.INVALID_UUID,
-            f"event_id {event_id!r} is not a UUID",
+            f"event_id: {shown(event_id)} is not a UUID",
             event_id=event_id if isinstance(event_id, str) else None,
         )
     assert isinstance(event_id, str)
+    items = check_envelope(datum, limits, event_id)
     payload = _payload_body(datum.get("payload"))
     if not isinstance(payload, Mapping):
         raise ValidationError(ErrorCode.INVALID_DATUM, "payload is neither text nor tensors", event_id=event_id)
     if "text" in payload:
         text = payload["text"]
         if not isinstance(text, str) or not text.strip():
-            raise ValidationError(ErrorCode.EMPTY_TEXT, "payload text is empty or blank", event_id=event_id)
+            raise ValidationError(ErrorCode.EMPTY_TEXT, "payload.text: empty or blank", event_id=event_id)
+        check_text("payload.text", text, limits, event_id)
     elif "tensors" in payload:
-        check_tensors(payload["tensors"], check_nan=check_nan, event_id=event_id)
+        check_tensors(payload["tensors"], check_nan=check_nan, event_id=event_id, limits=limits, items=items)
     else:
         raise ValidationError(ErrorCode.INVALID_DATUM, "payload is neither text nor tensors", event_id=event_id)
 
 
 VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {"request": validate_request}
-"""Per record type, what :class:`~pipeline.serde.codec.EventCodec` runs after decoding when validating."""
+"""Per record type, what :class:`~pipeline.serde.codec.EventCodec` runs after decoding when validating,
+with the default limits (:func:`validator_for` gives one with configured limits)."""
+
+
+def validator_for(record_type: str, limits: Limits) -> Callable[[dict[str, Any]], None] | None:
+    """The record type's validator with ``limits``; None for a type without semantic rules."""
+    if record_type != "request" or limits == DEFAULT_LIMITS:
+        return VALIDATORS.get(record_type)
+    return functools.partial(validate_request, limits=limits)

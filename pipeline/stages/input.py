@@ -16,6 +16,7 @@ from pipeline.kafka.batching import Batch
 from pipeline.kafka.records import OutRecord
 from pipeline.observability.metrics import Metrics
 from pipeline.serde import ErrorCode, EventCodec, EventError, Failure, Priority, Stage
+from pipeline.serde.limits import shown
 from pipeline.stages.failures import FailureRouter
 
 # Events between two yields to the event loop: a long batch must not keep the other agent (and the
@@ -53,7 +54,7 @@ class InputStage:
                 failure = Failure(
                     Stage.VALIDATE,
                     ErrorCode.UNKNOWN_MODEL,
-                    f"unknown model {model!r}; known: {', '.join(sorted(self.known_models))}",
+                    f"model.name: unknown model {shown(model)}; known: {', '.join(sorted(self.known_models))}",
                     event_id=event_id,
                     model=model,
                 )

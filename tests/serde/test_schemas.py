@@ -46,10 +46,53 @@ def _find_enum(schema: Any, name: str) -> dict[str, Any]:
 def test_python_enums_match_every_schema_version(
     store: SchemaStore, chain: str, enum_name: str, py_enum: type[StrEnum], default: str
 ) -> None:
-    for sv in store.chains[chain]:
+    """The newest version has exactly the Python enum's symbols; an older one a leading part of them (a
+    version only appends symbols), and every one keeps the default an older reader maps new symbols to."""
+    symbols = [m.value for m in py_enum]
+    versions = store.chains[chain]
+    assert _find_enum(versions[-1].schema, enum_name)["symbols"] == symbols, versions[-1].label
+    for sv in versions:
         enum = _find_enum(sv.schema, enum_name)
-        assert enum["symbols"] == [m.value for m in py_enum], sv.label
+        assert enum["symbols"] == symbols[: len(enum["symbols"])], sv.label
         assert enum["default"] == default, sv.label
+
+
+def test_error_v2_appends_the_hostile_input_codes_to_v1(store: SchemaStore) -> None:
+    v1, v2 = store.get("inference_error", 1), store.get("inference_error", 2)
+    assert store.get("inference_error") is v2  # the error codec writes the newest version
+    old, new = _find_enum(v1.schema, "ErrorCode")["symbols"], _find_enum(v2.schema, "ErrorCode")["symbols"]
+    assert new[: len(old)] == old
+    assert new[len(old) :] == ["TENSOR_TOO_LARGE", "TEXT_TOO_LONG", "TOO_MANY_ITEMS", "SCHEMA_TOO_NEW"]
+    # everything but the error codes is v1's, so the two differ only there
+    strip = {"ErrorCode"}
+    assert _without_enums(v1.schema, strip) == _without_enums(v2.schema, strip) | {"doc": v1.schema["doc"]}
+
+
+def _without_enums(schema: Any, names: set[str]) -> Any:
+    if isinstance(schema, dict):
+        if schema.get("type") == "enum" and schema.get("name") in names:
+            return "enum"
+        return {k: _without_enums(v, names) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_without_enums(v, names) for v in schema]
+    return schema
+
+
+def test_a_v1_reader_reads_new_error_codes_as_unknown(store: SchemaStore) -> None:
+    from pipeline.serde import EventCodec, build_error
+
+    written = EventCodec(store, "inference_error").encode(
+        build_error(
+            stage="VALIDATE",
+            error_code=ErrorCode.TENSOR_TOO_LARGE,
+            message="m",
+            source_topic="t",
+            source_partition=0,
+            source_offset=1,
+        )
+    )
+    assert EventCodec(store, "inference_error", reader_version=1).decode(written)["error_code"] == "UNKNOWN"
+    assert EventCodec(store, "inference_error").decode(written)["error_code"] == "TENSOR_TOO_LARGE"
 
 
 def test_error_codes_cover_what_the_issues_name() -> None:

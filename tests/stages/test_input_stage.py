@@ -82,3 +82,26 @@ def test_failures_are_counted_by_stage_and_code(settings: Settings, codecs: Code
         if s.name == "pipeline_events_failed_total"
     }
     assert failed == {("DECODE", "EMPTY"): 1.0, ("DECODE", "BAD_MAGIC"): 1.0}
+
+
+def test_what_a_failure_repeats_of_a_hostile_record_is_cut_short(settings: Settings, codecs: Codecs) -> None:
+    """A model name of 90,000 chars is an unknown model: its error event, key and dead-letter headers repeat
+    200 chars of it, and a trace header the size of a record is not carried to the error topic."""
+    from pipeline.serde.store import shared_store
+    from pipeline.stages.failures import MAX_ECHOED_CHARS
+
+    metrics = Metrics()
+    name = "m" * 90_000
+    hostile = build_request(model=name, text="hi")
+    trace = [("traceparent", b"t" * 100_000), ("tracestate", b"ok")]
+    value = codecs.request.encode(hostile)
+    out = asyncio.run(_stage(settings, codecs, metrics).process(batch_of([Consumed(value, None, trace)])))
+    error, letter = out
+    assert error.value[2:10] == shared_store(settings.schemas_dir).get("inference_error").fingerprint  # newest
+    event = codecs.error.decode(error.value)
+    assert event["error_code"] == "UNKNOWN_MODEL" and event["model"] == name[:MAX_ECHOED_CHARS]
+    assert len(event["message"]) < 300 and "90,000 chars" in event["message"]
+    assert error.headers == [("tracestate", b"ok")]
+    context = read_context(letter.headers)
+    assert context["model"] == name[:MAX_ECHOED_CHARS] and len(context["exception.message"]) < 300
+    assert letter.value == value  # byte for byte
