@@ -28,7 +28,6 @@ import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import fastavro
@@ -37,7 +36,6 @@ from fastavro.read import SchemaResolutionError
 
 from pipeline.serde import _fastpath
 from pipeline.serde.codes import ErrorCode
-from pipeline.serde.compat import incompatibilities
 from pipeline.serde.errors import DecodeError, EncodeError, EventError, SchemaStoreError
 from pipeline.serde.fingerprint import (
     CONFLUENT_HEADER_LEN,
@@ -46,11 +44,11 @@ from pipeline.serde.fingerprint import (
     SINGLE_OBJECT_MAGIC,
     rabin_fingerprint,
 )
-from pipeline.serde.item_count import Over, item_counter
 from pipeline.serde.limits import DEFAULT_LIMITS, Limits, items_over, show_bytes
-from pipeline.serde.registry import RegistrySchemas, value_subject
+from pipeline.serde.registry import RegistrySchemas, shared_registry, value_subject
 from pipeline.serde.schema_guard import unbounded_reads
 from pipeline.serde.store import SchemaStore, SchemaVersion, shared_store, strip_logical_types
+from pipeline.serde.writers import Reading, cut_text, pair, union_hints
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -68,48 +66,6 @@ CHAINS: dict[RecordType, str] = {
 
 _SO_MAGIC0 = SINGLE_OBJECT_MAGIC[0]
 _SO_MAGIC1 = SINGLE_OBJECT_MAGIC[1]
-
-
-@dataclass(frozen=True, slots=True)
-class _Reading:
-    """How to read bodies of one writer schema: fastavro's parsed writer and reader (None: same schema)."""
-
-    writer: Any
-    reader: Any
-    label: str
-    error: str | None = None
-    named: dict[str, dict[str, Any]] | None = None
-    """fastavro's named-type tables for the direct entry point, filled once per pair."""
-    code: ErrorCode = ErrorCode.SCHEMA_RESOLUTION_FAILED
-    """Why records of this writer cannot be read, when ``error`` says they cannot."""
-    count_items: Callable[[bytes, int], Over | None] | None = None
-    """Counts a record's items on its bytes (:mod:`pipeline.serde.item_count`), when the codec validates."""
-
-
-def _union_hints(schema: dict[str, Any]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
-    """For each top-level field that is a union of records, a key unique to each branch -> branch name.
-
-    fastavro picks an untagged union branch by validating the datum against every branch (an embedding's
-    384 floats each time); a ``(name, value)`` tuple skips that, so the codec tags the dict by its keys.
-    """
-    namespace = schema.get("namespace", "")
-    hints = []
-    for fld in schema["fields"]:
-        branches = fld["type"] if isinstance(fld["type"], list) else []
-        records = [b for b in branches if isinstance(b, dict) and b.get("type") == "record"]
-        if len(records) < 2:
-            continue
-        keys = [{f["name"] for f in r["fields"]} for r in records]
-        table = []
-        for i, rec in enumerate(records):
-            others = set().union(*(k for j, k in enumerate(keys) if j != i))
-            unique = sorted(keys[i] - others)
-            if unique:
-                name = rec["name"] if "." in rec["name"] else f"{rec.get('namespace', namespace)}.{rec['name']}"
-                table.append((unique[0], name.lstrip(".")))
-        if len(table) == len(records):
-            hints.append((fld["name"], tuple(table)))
-    return tuple(hints)
 
 
 class EventCodec:
@@ -150,9 +106,9 @@ class EventCodec:
         self._write_parsed = self.writer_schema.parsed
         self._so_header = SINGLE_OBJECT_MAGIC + self.writer_schema.fingerprint
         self._confluent_headers: dict[str, bytes] = {}
-        self._by_fingerprint: dict[bytes, _Reading] = {}
-        self._by_id: dict[int, _Reading] = {}
-        self._hints = _union_hints(self.writer_schema.schema)
+        self._by_fingerprint: dict[bytes, Reading] = {}
+        self._by_id: dict[int, Reading] = {}
+        self._hints = union_hints(self.writer_schema.schema)
         fast_write, fast_read = _fastpath.entry_points() if fast_path else (None, None)
         self._fast_write = fast_write
         self._fast_read = fast_read
@@ -303,12 +259,12 @@ class EventCodec:
             ) from None
         except SchemaResolutionError as exc:
             raise DecodeError(
-                ErrorCode.SCHEMA_RESOLUTION_FAILED, f"{reading.label}: {_cut(exc)} ({show_bytes(data)})"
+                ErrorCode.SCHEMA_RESOLUTION_FAILED, f"{reading.label}: {cut_text(exc)} ({show_bytes(data)})"
             ) from None
         except Exception as exc:  # UnicodeDecodeError, IndexError (bad union/enum index), ValueError, ...
             raise DecodeError(
                 ErrorCode.INVALID_DATUM,
-                f"{reading.label}: malformed body near byte {buf.tell():,} ({type(exc).__name__}: {_cut(exc)}; "
+                f"{reading.label}: malformed body near byte {buf.tell():,} ({type(exc).__name__}: {cut_text(exc)}; "
                 f"{show_bytes(data)})",
             ) from None
         end = buf.tell()
@@ -333,7 +289,7 @@ class EventCodec:
                 out.append(exc)
         return out
 
-    def _frame(self, data: bytes | None) -> tuple[_Reading, int]:
+    def _frame(self, data: bytes | None) -> tuple[Reading, int]:
         """Check size and header; return how to read the body and where it starts."""
         if not data:
             raise DecodeError(ErrorCode.EMPTY, "empty value (no bytes)")
@@ -371,7 +327,7 @@ class EventCodec:
             raise DecodeError(reading.code, reading.error)
         return reading, start
 
-    def _reading_for_fingerprint(self, fp: bytes, data: bytes) -> _Reading:
+    def _reading_for_fingerprint(self, fp: bytes, data: bytes) -> Reading:
         found = self.store.by_fingerprint(fp)
         if found is None:
             # Eight bytes cannot say whether they name a version newer than ours or nothing at all: the
@@ -387,7 +343,7 @@ class EventCodec:
         self._by_fingerprint[fp] = reading
         return reading
 
-    def _reading_for_id(self, schema_id: int) -> _Reading:
+    def _reading_for_id(self, schema_id: int) -> Reading:
         if self.registry is None:
             raise DecodeError(
                 ErrorCode.UNKNOWN_SCHEMA,
@@ -400,14 +356,14 @@ class EventCodec:
             schema = json.loads(text)
             refused = unbounded_reads(schema)
             if refused is not None:  # before anything else walks it: fastavro's parser recurses too
-                reading = _Reading(None, None, label, f"{label}: writer schema refused, {refused}")
+                reading = Reading(None, None, label, f"{label}: writer schema refused, {refused}")
                 self._by_id[schema_id] = reading
                 return reading
             fp = rabin_fingerprint(schema)
             local = self.store.by_fingerprint(fp)
             parsed = local.parsed if local is not None else fastavro.parse_schema(strip_logical_types(schema))
         except Exception as exc:
-            reading = _Reading(None, None, label, f"{label}: writer schema does not parse: {_cut(exc)}")
+            reading = Reading(None, None, label, f"{label}: writer schema does not parse: {cut_text(exc)}")
         else:
             reading = self._pair(schema, parsed, fp, label if local is None else f"{label} ({local.label})", local)
         self._by_id[schema_id] = reading
@@ -415,64 +371,9 @@ class EventCodec:
 
     def _pair(
         self, writer_json: Any, writer_parsed: Any, writer_fp: bytes, label: str, known: SchemaVersion | None
-    ) -> _Reading:
-        """Check a new writer against our reader once; the verdict is cached with the pair.
-
-        A writer that our reader cannot resolve is ``SCHEMA_TOO_NEW`` when it is a version of our reader's
-        own record (same full name) that is later than the reader: one this pipeline does not ship, or a
-        later one of its chain. Any other is ``SCHEMA_RESOLUTION_FAILED``: a different record altogether.
-        """
-        count = item_counter(writer_parsed, self.limits.max_items) if self.validator is not None else None
-        if writer_fp == self.reader_schema.fingerprint:
-            return _Reading(
-                writer_parsed, None, label, None, _fastpath.reading_named(writer_parsed, None), count_items=count
-            )
-        try:
-            problems = incompatibilities(self.reader_schema.schema, writer_json)
-        except Exception as exc:
-            problems = [f"cannot check: {_cut(exc)}"]
-        if problems:
-            reader = self.reader_schema
-            later = known is None or (known.chain == reader.chain and known.version > reader.version)
-            if later and _full_name(writer_json) == reader.full_name:
-                shipped = len(self.store.chains.get(reader.chain, []))
-                return _Reading(
-                    None,
-                    None,
-                    label,
-                    f"{label}: a version of {reader.full_name} newer than this pipeline ships (v1..v{shipped}), "
-                    f"which {reader.label} cannot read: {'; '.join(problems)}; upgrade the pipeline's schemas",
-                    code=ErrorCode.SCHEMA_TOO_NEW,
-                )
-            return _Reading(None, None, label, f"{label} -> {self.reader_schema.label}: {'; '.join(problems)}")
-        reader = self.reader_schema.parsed
-        named = _fastpath.reading_named(writer_parsed, reader)
-        return _Reading(writer_parsed, reader, f"{label} -> {self.reader_schema.label}", None, named, count_items=count)
-
-
-def _full_name(schema: Any) -> str:
-    """A record schema's full name (``namespace.name``), empty for anything else."""
-    if not isinstance(schema, dict):
-        return ""
-    name, namespace = str(schema.get("name", "")), schema.get("namespace")
-    return name if "." in name or not namespace else f"{namespace}.{name}"
-
-
-def _cut(exc: BaseException, n: int = 300) -> str:
-    """An exception's text, cut short: a library's message may quote the hostile value it choked on."""
-    text = str(exc)
-    return text if len(text) <= n else f"{text[:n]}..."
-
-
-def shared_registry(settings: Settings) -> RegistrySchemas:
-    """One registry client and id cache per registry config per process, shared by all codecs."""
-    return _registry_for(tuple(sorted(settings.registry_client_config().items())))
-
-
-@lru_cache(maxsize=8)
-def _registry_for(conf: tuple[tuple[str, Any], ...]) -> RegistrySchemas:
-    options = dict(conf)
-    return RegistrySchemas.from_url(options.pop("url"), options)
+    ) -> Reading:
+        max_items = self.limits.max_items if self.validator is not None else None
+        return pair(self.reader_schema, self.store, writer_json, writer_parsed, writer_fp, label, known, max_items)
 
 
 @dataclass(frozen=True)

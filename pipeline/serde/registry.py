@@ -16,10 +16,13 @@ import time
 import warnings
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.serde.codes import ErrorCode
 from pipeline.serde.errors import DecodeError, RegistryUnavailable
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
 
 
 @functools.cache
@@ -135,3 +138,14 @@ class RegistrySchemas:
                     self._unknown.pop(next(iter(self._unknown)))
                 self._unknown[schema_id] = (self._clock() + self.unknown_ttl_s, message)
         return DecodeError(ErrorCode.UNKNOWN_SCHEMA, message)
+
+
+def shared_registry(settings: Settings) -> RegistrySchemas:
+    """One registry client and id cache per registry config per process, shared by all codecs."""
+    return _registry_for(tuple(sorted(settings.registry_client_config().items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _registry_for(conf: tuple[tuple[str, Any], ...]) -> RegistrySchemas:
+    options = dict(conf)
+    return RegistrySchemas.from_url(options.pop("url"), options)

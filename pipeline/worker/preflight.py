@@ -14,8 +14,7 @@ from pipeline.model.errors import ModelError
 from pipeline.model.registry import load_registry
 from pipeline.model.runner import resolve_model_file
 from pipeline.serde import CHAINS, RegistryUnavailable, shared_store
-from pipeline.serde.codec import shared_registry
-from pipeline.serde.registry import value_subject
+from pipeline.serde.registry import shared_registry, value_subject
 
 
 class PreflightError(Exception):

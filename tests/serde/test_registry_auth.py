@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from pipeline.config import Settings
 from pipeline.serde import RegistryUnavailable
-from pipeline.serde.codec import shared_registry
+from pipeline.serde.registry import shared_registry
 from pipeline.serde.store import shared_store
 
 USER, PASSWORD = "reg-user", "reg-pass-31f1"
