@@ -6,7 +6,7 @@
 
 Where ``tests/stages/test_fuzz.py`` mutates at random, libFuzzer keeps the inputs that take new branches
 of the Python it instruments (the codec, the validation, the item count, the registry cache; fastavro's
-compiled reader is not instrumented, so its branches guide nothing). The seeds are the test's corpus
+compiled reader is not instrumented, so its branches guide nothing). It starts from the test's corpus
 (valid requests of both versions in both framings, a ``mock://`` registry with hostile writer schemas),
 written to ``CORPUS_DIR`` when given. An input fails the run when decoding raises anything but an
 ``EventError``, an ``EventError`` has code ``UNKNOWN`` or a stage other than DECODE and VALIDATE, or an

@@ -36,11 +36,3 @@ class Redactor:
         if "@" in text:
             text = _URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", text)
         return text
-
-    def bytes(self, data: bytes) -> bytes:
-        """The same for a header value or any bytes that may hold text."""
-        if not self.secrets and b"@" not in data:
-            return data
-        text = data.decode("utf-8", errors="surrogateescape")
-        cleaned = self(text)
-        return data if cleaned == text else cleaned.encode("utf-8", errors="surrogateescape")

@@ -23,19 +23,9 @@ from pipeline.serde import (
 )
 from pipeline.serde.limits import DEFAULT_LIMITS, Limits, check_extent, show_bytes, shown
 from pipeline.serde.validation import check_tensor, validator_for
+from tests.stages.fuzz_corpus import zigzag
 
 SMALL = Limits(max_tensor_elements=1000, max_text_chars=50, max_items=20)
-
-
-def zigzag(n: int) -> bytes:
-    """Avro's long encoding, for any 64-bit value (hostile ones included)."""
-    z = ((n << 1) ^ (n >> 63)) & (2**64 - 1)
-    out = bytearray()
-    while True:
-        low, z = z & 0x7F, z >> 7
-        out.append(low | (0x80 if z else 0))
-        if not z:
-            return bytes(out)
 
 
 def string(text: str) -> bytes:
