@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     # A broker outage shorter than the session costs no rebalance (nothing is read twice); a worker that
     # dies without a worker id gives its partitions to the others after this long.
     session_timeout_ms: int = Field(default=30_000, ge=1000)
+    # A worker with an id keeps its partitions through a stop (a restart takes them back at once); one that
+    # stops for good with this set removes its members, so its partitions move now, not after the session.
+    leave_on_stop: bool = False
+    # How soon a member learns that its group rebalances (a worker joined or left): partitions that move
+    # wait about this long for their new owner.
+    heartbeat_interval_ms: int = Field(default=250, ge=10)
     drain_timeout_s: float = Field(default=8.0, gt=0)
     # at_least_once: outputs acknowledged, then their inputs committed (a crash answers the events in flight
     # twice). exactly_once: each role's outputs and its consumed offsets commit in one transaction per

@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.kafka.admin import connect_admin
 from pipeline.kafka.clients import producer_config
 from pipeline.kafka.topics import create_topics, topic_specs
+from pipeline.ops.collect import Record
 from pipeline.serde import Codecs
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout the worker runs from
@@ -190,3 +191,21 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
     except OSError:
         return 0, ""
+
+
+def assert_per_key_order(sent: list[dict[str, object]], out: list[Record], settings: Settings) -> None:
+    """Per key, the events' results first appear in the order the events went in (the output topic is
+    read partition by partition, and a key lives in one partition)."""
+    codec = Codecs.from_settings(settings).result
+    position = {str(s["event_id"]): i for i, s in enumerate(sent)}
+    firsts: dict[bytes | None, list[int]] = {}
+    seen: set[str] = set()
+    for record in sorted(out, key=lambda r: (r.partition, r.offset)):
+        event_id = codec.decode(record.value)["event_id"]
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        firsts.setdefault(record.key, []).append(position[event_id])
+    assert len(firsts) == len({s["key"] for s in sent})
+    for key, order in firsts.items():
+        assert order == sorted(order), f"results of {key!r} out of order"

@@ -1,4 +1,5 @@
-"""`pipeline worker`: runs the processors (Faust agents fed by micro-batch readers)."""
+"""`pipeline worker`: runs the processors (Faust agents fed by micro-batch readers); `pipeline leave`: a
+worker with an id that is gone for good hands its partitions over now."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from enum import StrEnum
 
 import typer
 
-from pipeline.cli.common import CommandError, err_console, handle_errors, settings_from
+from pipeline.cli.common import CommandError, broker_settings, console, err_console, handle_errors, settings_from
 from pipeline.observability.logs import configure_logging
 
 
@@ -58,6 +59,12 @@ def worker(
     status: bool | None = typer.Option(
         None, "--status/--no-status", help="A live status line on stderr (default: when stderr is a terminal)."
     ),
+    leave_on_stop: bool | None = typer.Option(
+        None,
+        "--leave-on-stop/--keep-on-stop",
+        help="With --worker-id: leave the groups for good when stopped, so the partitions move at once "
+        "(default: keep them for a restart until session_timeout_ms; config: leave_on_stop).",
+    ),
 ) -> None:
     """Run the pipeline's agents in the foreground until SIGTERM or Ctrl-C."""
     from pipeline.cpus import available_cpus
@@ -77,6 +84,7 @@ def worker(
         metrics_host=metrics_host,
         process_per_role=process_per_role.value if process_per_role else None,
         processing_guarantee=guarantee.value if guarantee else None,
+        leave_on_stop=leave_on_stop,
     )
     configure_logging(settings.log_level, settings.log_format, settings.secret_values())
     roles = ROLES if role is Role.all else (role.value,)
@@ -98,6 +106,31 @@ def worker(
         raise typer.Exit(run_supervised(settings, groups, loglevel, status_line))
     health = HealthBinding(settings.metrics_port, settings.metrics_host) if settings.metrics_port else None
     raise typer.Exit(run_worker(settings, roles, loglevel=loglevel, status_line=status_line, health=health))
+
+
+@handle_errors
+def leave(
+    ctx: typer.Context,
+    worker_id: str = typer.Option(..., help="The id the stopped worker ran with."),
+    role: Role = typer.Option(Role.all, help="The role(s) it ran."),
+) -> None:
+    """Remove a stopped worker's static members from its consumer groups: its partitions go to the other
+    workers now instead of after session_timeout_ms. For a worker that is not coming back."""
+    from pipeline.kafka.membership import remove_members
+    from pipeline.worker.build import reader_names, static_members
+    from pipeline.worker.layout import ROLES
+
+    settings = broker_settings(ctx, worker_id=worker_id)
+    roles = ROLES if role is Role.all else (role.value,)
+    failed = False
+    for removal in remove_members(settings, static_members(settings, reader_names(roles))):
+        # UNKNOWN_MEMBER_ID: not a member (never joined, already left, or its session expired): nothing to do.
+        gone = removal.error in (None, "UnknownMemberIdError")
+        failed = failed or not gone
+        outcome = "removed" if removal.error is None else "not a member" if gone else removal.error
+        console().print(f"{removal.group}: {removal.instance_id}: {outcome}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _faust_level(level: str) -> str:

@@ -7,6 +7,7 @@ and its errors go to Python logging instead of librdkafka's own stderr output.
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
 from pipeline.config import Settings
@@ -52,3 +53,18 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
     )
     conf.update(overrides)
     return conf
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS settings as an SSL context, for the clients that are not librdkafka's (Faust's, aiokafka's).
+
+    librdkafka checks the broker's name against its certificate unless told "none": so do these, from the
+    same setting (a default context would always check)."""
+    sec = settings.security
+    context = ssl.create_default_context(cafile=sec.ssl_ca_location)
+    algorithm = sec.librdkafka().get("ssl.endpoint.identification.algorithm", "https")
+    context.check_hostname = algorithm.lower() != "none"
+    if sec.ssl_certificate_location and sec.ssl_key_location:
+        password = sec.ssl_key_password.get_secret_value() if sec.ssl_key_password else None
+        context.load_cert_chain(sec.ssl_certificate_location, sec.ssl_key_location, password)
+    return context

@@ -2,9 +2,9 @@
 for them dropped, so nothing of a held partition is handed over.
 
 Three reasons, computed on every turn of the reader's loop (the client is asked only when the held set
-changes): the priority lane (:mod:`pipeline.kafka.lane`) holds the bulk partitions while it has records; a
-rewound batch's partitions wait out their backoff; the reader's gate (the model's circuit open, the
-writer's backlog full) holds every partition. Only the last two are reasons to report the worker not
+changes): the bulk reader holds its partitions while the priority lane (:mod:`pipeline.kafka.lane`) has
+records; a rewound batch's partitions wait out their backoff; the reader's gate (the model's circuit open,
+the writer's backlog full) holds every partition. Only the last two are reasons to report the worker not
 ready; the lane is ordinary operation.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from pipeline.kafka.lane import PriorityLane
+from pipeline.kafka.lane import LaneSignal
 from pipeline.kafka.offsets import TP
 
 Gate = Callable[[], str | None]
@@ -25,10 +25,9 @@ BACKING_OFF = "a batch is read again after a backoff"
 
 
 class Holds:
-    def __init__(self, lane: PriorityLane, gate: Gate | None = None) -> None:
-        self.lane = lane
+    def __init__(self, gate: Gate | None = None, yields_to: LaneSignal | None = None) -> None:
         self.gate = gate
-        self.lane_busy = False
+        self.yields_to = yields_to  # the bulk reader's: the lane whose records go first
         self.until: dict[TP, float] = {}  # partitions waiting out a backoff, and until when
         self.paused: set[TP] = set()  # what the client has paused now
         self.reason: str | None = None  # why something is held on purpose (None: nothing, or the lane)
@@ -39,7 +38,7 @@ class Holds:
 
     def waiting(self) -> bool:
         """Whether something is held that a short poll would see released soon."""
-        return self.lane_busy or bool(self.until)
+        return bool(self.until) or (self.yields_to is not None and self.yields_to.busy())
 
     def apply(self, consumer: Consumer, assigned: set[TP], pending: list[Message]) -> list[Message]:
         """Pause what must be held now and resume what no longer must; returns ``pending`` without the
@@ -55,8 +54,8 @@ class Holds:
             desired = {tp for tp in self.until if tp in assigned}
             if desired:
                 reason = BACKING_OFF
-            if self.lane_busy:
-                desired.update(tp for tp in assigned if tp[0] not in self.lane.topics)
+            if self.yields_to is not None and self.yields_to.busy():
+                desired.update(assigned)
         self.reason = reason
         if desired == self.paused:
             return pending
@@ -78,7 +77,6 @@ class Holds:
     def clear(self) -> None:
         self.until.clear()
         self.paused.clear()
-        self.lane_busy = False
 
     @staticmethod
     def _hold(consumer: Consumer, tps: set[TP], pending: list[Message]) -> list[Message]:

@@ -7,7 +7,7 @@ offsets ours to commit after the outputs are acknowledged.
 
 The thread owns the consumer: it polls, closes batches by size or deadline, commits what the tracker
 allows (at most every ``commit_interval_s``), and holds partitions (pauses them, dropping what was already
-fetched for them) for three reasons: the bulk while the priority lane has records; a failed batch's
+fetched for them) for three reasons: the bulk while the priority lane's reader has records; a failed batch's
 partitions while they wait out an exponential backoff before they are read again (rewind); every partition
 while its gate says so (the model's circuit open, the writer's backlog full). On revocation or shutdown it
 waits for in-flight batches before it commits and lets go. Nothing transient stops it: a failed batch is
@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from pipeline.kafka.batching import Batch, BatchPolicy
 from pipeline.kafka.commits import Commits, OffsetCommits, TransactionCommits
 from pipeline.kafka.holds import Gate, Holds
-from pipeline.kafka.lane import PriorityLane
+from pipeline.kafka.lane import LaneSignal
 from pipeline.kafka.offsets import TP, OffsetTracker, Ticket
 from pipeline.kafka.retry import RetryPolicy
 from pipeline.kafka.transactions import TransactionAborted, TransactionalWriter
@@ -63,7 +63,6 @@ class ReaderStats:
     batches: int = 0
     commits: int = 0
     rewinds: int = 0
-    lane_pauses: int = 0
     assigned: set[TP] = field(default_factory=set)
 
 
@@ -82,7 +81,8 @@ class BatchReader(threading.Thread):
         handoff: HandOff,
         metrics: Metrics,
         *,
-        priority_topics: Sequence[str] = (),
+        lane: LaneSignal | None = None,
+        yields_to: LaneSignal | None = None,
         health: Health | None = None,
         gate: Gate | None = None,
         backoff: RetryPolicy | None = None,
@@ -90,13 +90,14 @@ class BatchReader(threading.Thread):
         drain_timeout_s: float = 8.0,
         commit_interval_s: float = 0.1,
         transactions: TransactionalWriter | None = None,
+        after_close: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name=f"reader-{name}", daemon=True)
         self.role = name
         self._config = consumer_config
         self._topics = list(topics)
-        self._lane = PriorityLane(priority_topics)
-        self._holds = Holds(self._lane, gate)
+        self._lane = lane  # the lane's own reader: it reports here whether it has records
+        self._holds = Holds(gate, yields_to)
         self._policy = policy
         self._handoff = handoff
         self._metrics = metrics
@@ -104,6 +105,7 @@ class BatchReader(threading.Thread):
         self._health = health
         self._backoff = backoff or RetryPolicy(base_delay_s=0.2, max_delay_s=30.0)
         self._on_fatal = on_fatal
+        self._after_close = after_close  # once its consumer is closed for good (a worker leaving its group)
         self._drain_timeout_s = drain_timeout_s
         self._commit_interval_s = commit_interval_s
         self._fatal: KafkaError | None = None
@@ -144,15 +146,20 @@ class BatchReader(threading.Thread):
                 {**self._config, "error_cb": self._on_client_error, **({"on_commit": on_commit} if on_commit else {})}
             )
             self._consumer = consumer
+            closed = False
             try:
                 consumer.subscribe(
-                    self._topics + sorted(self._lane.topics),
+                    self._topics,
                     on_assign=self._on_assign,
                     on_revoke=self._on_revoke,
                     on_lost=self._on_lost,
                 )
                 self._loop(consumer)
                 self._drain(consumer)
+                consumer.close()
+                closed = True
+                if self._after_close is not None:
+                    self._after_close()
                 return
             except FatalReaderError as exc:
                 # A consumer that hit a fatal client error (a static member fenced after its session
@@ -169,8 +176,11 @@ class BatchReader(threading.Thread):
                     self._on_fatal(exc)
                 return
             finally:
+                if self._lane is not None:
+                    self._lane.report(False)
                 try:
-                    consumer.close()
+                    if not closed:
+                        consumer.close()
                 except Exception as exc:
                     log.warning("%s reader: closing the consumer failed: %s", self.role, exc)
 
@@ -199,7 +209,7 @@ class BatchReader(threading.Thread):
             limit = self._policy.limit()
             wait = self._policy.remaining_s(self._first_at, len(self._pending), now, limit)
             if self._pending and (wait <= 0 or idle()):
-                self._hand_off()
+                self._hand_off(full=False)
                 continue
             want = limit - len(self._pending)
             called_at = time.monotonic()
@@ -216,19 +226,15 @@ class BatchReader(threading.Thread):
                 first = consumer.poll(timeout)
                 called_at = time.monotonic()
                 messages = [] if first is None else [first, *consumer.consume(max(1, want - 1), timeout=0)]
+                if first is None and self._lane is not None:
+                    self._lane.report(False)  # caught up
             else:
                 # Short slices while the agent is busy, so that its turning idle is seen soon.
                 timeout = min(wait, _IDLE_CHECK_S) if wait else _IDLE_CHECK_S
                 messages = consumer.consume(num_messages=max(1, want), timeout=timeout)
             self._take(messages, called_at)
-            if self._lane:
-                busy = self._lane.busy(consumer, messages, self.stats.assigned, self._holds.lane_busy)
-                if busy != self._holds.lane_busy:
-                    self._holds.lane_busy = busy
-                    self._apply_holds(consumer)
-                self.stats.lane_pauses = self._lane.pauses
             if len(self._pending) >= limit:
-                self._hand_off()
+                self._hand_off(full=True)
 
     def _take(self, messages: list[Message], called_at: float) -> None:
         """A batch opens when the consume call that brought its first record began: that record may have
@@ -249,7 +255,11 @@ class BatchReader(threading.Thread):
                 self._connection(True)
         self.stats.consumed += len(messages)
 
-    def _hand_off(self) -> None:
+    def _hand_off(self, full: bool) -> None:
+        """``full``: the batch closed on its size, so more records may be waiting (for the lane's reader,
+        a backlog the bulk waits for); else on its deadline or an idle agent."""
+        if self._lane is not None:
+            self._lane.report(full)
         messages, self._pending, self._first_at = self._pending, [], None
         ranges: dict[TP, tuple[int, int]] = {}
         for msg in messages:
@@ -440,8 +450,8 @@ class BatchReader(threading.Thread):
         for tp in tps:
             self._rewinds.pop(tp, None)
         self.stats.assigned.difference_update(tps)
-        if self._holds.lane_busy and not any(tp[0] in self._lane.topics for tp in self.stats.assigned):
-            self._holds.lane_busy = False  # the lane went to another member: the bulk must not stay paused
+        if self._lane is not None and not self.stats.assigned:
+            self._lane.report(False)  # nothing of the lane left here: the bulk must not stay held
         if self._health is not None:
             self._health.assignment(self.role, len(self.stats.assigned))
         log.info("%s reader: released %s", self.role, sorted(tps))

@@ -1,8 +1,9 @@
 """What ``/readyz`` and ``/healthz`` report for one worker process, kept as state and published as gauges.
 
 Readiness (``/readyz``) is a set of checks, each changed when something happens: the broker answers or
-stops answering, a role's reader gains or loses its partitions, the model is warm (or the worker turned
-fatal), a role holds its partitions (a batch read again after a backoff, the model's circuit open).
+stops answering, a reader gains or loses its partitions (the priority lane's reader, which may be left
+without any when the workers outnumber its partitions, does not count), the model is warm (or the worker
+turned fatal), a reader holds its partitions (a batch read again after a backoff, the model's circuit open).
 
 Liveness (``/healthz``) fails when the hot path has stopped making progress with work pending and no
 reason it knows of: a role has batches in flight, holds nothing on purpose, and nothing was committed for
@@ -31,8 +32,11 @@ def stalled(last_progress: float, work_pending: bool, holding: bool, now: float,
 
 
 class Health:
-    def __init__(self, metrics: Metrics, roles: Iterable[str], stall_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, metrics: Metrics, roles: Iterable[str], stall_timeout_s: float = 120.0, standby: Iterable[str] = ()
+    ) -> None:
         self._metrics = metrics
+        self._standby = frozenset(standby)
         self._lock = threading.Lock()
         self.stall_timeout_s = stall_timeout_s
         self._roles = list(roles)
@@ -127,7 +131,7 @@ class Health:
     def _checks_locked(self) -> dict[str, bool]:
         return {
             "connected": self._built and all(self._connected.values()),
-            "partitions_assigned": all(n > 0 for n in self._assigned.values()),
+            "partitions_assigned": all(n > 0 for r, n in self._assigned.items() if r not in self._standby),
             "model_warm": self._model_warm,
             "flowing": all(reason is None for reason in self._holding.values()),
         }

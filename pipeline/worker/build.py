@@ -2,12 +2,17 @@
 
 Everything the hot path is made of is built here, once, in dependency order, and handed to whoever needs
 it at construction: codecs, the model service, hooks, the failure router, the stages, the writer (the one
-emitter), one offset tracker, batch policy, reader and hand-off per role, the Faust app and the lag
+emitter), one offset tracker, batch policy, reader and hand-off per reader, the Faust app and the lag
 monitor. Nothing is set on a part after it is built; the parts talk through what they were given.
+
+A role is what a process runs (input, inference); a reader is one consumer group's share of it. The
+inference role has two readers: the bulk topic's and the priority lane's (:mod:`pipeline.kafka.lane`),
+each in a group of its own so that each topic's partitions are balanced over the workers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -23,6 +28,8 @@ from pipeline.kafka.batching import Batch, BatchPolicy, ModelPaced
 from pipeline.kafka.clients import consumer_config, producer_config
 from pipeline.kafka.holds import Gate
 from pipeline.kafka.lag import LagMonitor
+from pipeline.kafka.lane import LaneSignal
+from pipeline.kafka.membership import remove_members
 from pipeline.kafka.offsets import OffsetTracker
 from pipeline.kafka.reader import BatchReader
 from pipeline.kafka.records import OutRecord
@@ -55,11 +62,47 @@ class Processor(Protocol):
     async def process(self, batch: Batch) -> list[OutRecord]: ...
 
 
+LANE = "inference.priority"
+"""The priority lane's reader: its name in metrics and logs, and its consumer group's suffix."""
+
+
+def reader_names(roles: Sequence[str]) -> tuple[str, ...]:
+    """The readers a process running ``roles`` has, in the order they are built."""
+    names = [role for role in ("input", "inference") if role in roles]
+    return (*names, LANE) if "inference" in roles else tuple(names)
+
+
+def static_members(settings: Settings, readers: Sequence[str]) -> list[tuple[str, str]]:
+    """(group, instance id) of each of these readers of a worker with an id: what leaving removes."""
+    if not settings.worker_id:
+        return []
+    return [(f"{settings.group}.{name}", f"{settings.worker_id}.{name}") for name in readers]
+
+
+def leave_for_good(settings: Settings, readers: Sequence[str]) -> None:
+    """Remove a reader's static member once its consumer is closed, so that its partitions go to the other
+    workers now rather than after ``session_timeout_ms``; a failure costs only that wait. Each reader
+    leaves as soon as it has drained, not when the whole worker has: a group that is rebalancing waits for
+    every member it knows of."""
+    members = static_members(settings, readers)
+    if not members:
+        return
+    try:
+        removals = remove_members(settings, members)
+    except Exception as exc:
+        log.warning("could not leave the groups (%s: %s); the partitions wait out the session", type(exc).__name__, exc)
+        return
+    for removal in removals:
+        if removal.error is None:
+            log.info("left %s for good (member %s)", removal.group, removal.instance_id)
+        else:
+            log.warning("leaving %s as %s: %s", removal.group, removal.instance_id, removal.error)
+
+
 @dataclass(frozen=True)
 class RoleRuntime:
     name: str
     topics: tuple[str, ...]
-    priority_topics: tuple[str, ...]
     stage: Processor
     tracker: OffsetTracker
     policy: BatchPolicy
@@ -117,8 +160,9 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
         observer=metrics.observe_hook,
         deadline_s=settings.hook_timeout_ms / 1000.0 if settings.hook_timeout_ms else None,
     )
-    routers = {role: _router(settings, codecs, metrics, hooks, role) for role in roles}
-    writers = _writers(settings, roles, metrics, fatal, _refusals(settings, codecs.request, routers))
+    readers = reader_names(roles)
+    routers = {name: _router(settings, codecs, metrics, hooks, name) for name in readers}
+    writers = _writers(settings, readers, metrics, fatal, _refusals(settings, codecs.request, routers))
     backoff = RetryPolicy(
         base_delay_s=settings.rewind_backoff_ms / 1000, max_delay_s=settings.rewind_backoff_max_ms / 1000
     )
@@ -137,7 +181,8 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
         stage: Processor,
         policy: BatchPolicy,
         gate: Gate,
-        priority: Sequence[str] = (),
+        lane: LaneSignal | None = None,
+        yields_to: LaneSignal | None = None,
     ) -> None:
         tracker = OffsetTracker()
         handoff = FaustHandOff(app)
@@ -150,7 +195,8 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             tracker,
             handoff,
             metrics,
-            priority_topics=priority,
+            lane=lane,
+            yields_to=yields_to,
             health=health,
             gate=gate,
             backoff=backoff,
@@ -158,10 +204,11 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             drain_timeout_s=settings.drain_timeout_s,
             commit_interval_s=settings.commit_interval_ms / 1000,
             transactions=writer if isinstance(writer, TransactionalWriter) else None,
+            after_close=(lambda: leave_for_good(settings, [name])) if settings.leave_on_stop else None,
         )
         isolated = Isolated(stage, routers[name], metrics)
         add_role(app, name, handoff, isolated.process, writer.emit, reader)
-        built.append(RoleRuntime(name, tuple(topics), tuple(priority), stage, tracker, policy, handoff, reader))
+        built.append(RoleRuntime(name, tuple(topics), stage, tracker, policy, handoff, reader))
 
     if "input" in roles:
         registry = load_registry(settings.models_file)
@@ -221,15 +268,11 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
                 lambda: service.typical_batch_s,
             ),
         )
-        add(
-            "inference",
-            [settings.topics.inference],
-            inference,
-            policy,
-            inference_gate,
-            [settings.topics.inference_priority],
-        )
-    lag = LagMonitor(settings, {f"{settings.group}.{r.name}": [*r.topics, *r.priority_topics] for r in built}, metrics)
+        lane = LaneSignal()
+        add("inference", [settings.topics.inference], inference, policy, inference_gate, yields_to=lane)
+        lane_stage = dataclasses.replace(inference, failures=routers[LANE], role=LANE)
+        add(LANE, [settings.topics.inference_priority], lane_stage, policy, inference_gate, lane=lane)
+    lag = LagMonitor(settings, {f"{settings.group}.{r.name}": list(r.topics) for r in built}, metrics)
     distinct = tuple({id(w): w for w in writers.values()}.values())
     return Runtime(
         settings, metrics, health, fatal, distinct, tuple(built), models, breaker, app, lag, threading.Event()
@@ -237,10 +280,11 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
 
 
 def _writers(
-    settings: Settings, roles: Sequence[str], metrics: Metrics, fatal: FatalLatch, refused: Refused
+    settings: Settings, readers: Sequence[str], metrics: Metrics, fatal: FatalLatch, refused: Refused
 ) -> dict[str, OutputWriter]:
-    """The roles' writers: one shared by every role (at least once), or one transactional writer per role
-    (exactly once: a role's outputs and its offsets commit together), its id stable across restarts."""
+    """The readers' writers: one shared by every reader (at least once), or one transactional writer per
+    reader (exactly once: a reader's outputs and its group's offsets commit together), its id stable across
+    restarts."""
     retry = RetryPolicy(max_attempts=settings.retry_max_attempts, base_delay_s=settings.retry_base_delay_ms / 1000)
     common: dict[str, Any] = {
         "on_fatal": fatal.trip,
@@ -249,18 +293,18 @@ def _writers(
     }
     if settings.processing_guarantee == "exactly_once":
         return {
-            role: TransactionalWriter(
+            name: TransactionalWriter(
                 producer_config(settings),
                 metrics,
-                transactional_id=f"{settings.group}.{worker_label(settings)}.{role}",
+                transactional_id=f"{settings.group}.{worker_label(settings)}.{name}",
                 transaction_timeout_ms=settings.transaction_timeout_ms,
                 retry=retry,
                 **common,
             )
-            for role in roles
+            for name in readers
         }
     shared = OutputWriter(producer_config(settings), metrics, retry, **common)
-    return dict.fromkeys(roles, shared)
+    return dict.fromkeys(readers, shared)
 
 
 def _router(settings: Settings, codecs: Codecs, metrics: Metrics, hooks: HookRegistry, role: str) -> FailureRouter:
@@ -287,8 +331,10 @@ def _refusals(settings: Settings, request_codec: EventCodec, routers: dict[str, 
         source = record.source
         if source is None or record.topic in unwritable:
             return []
-        role = "input" if source.topic() == settings.topics.input else "inference"
-        router = routers.get(role) or next(iter(routers.values()))
+        reader = {settings.topics.input: "input", settings.topics.inference_priority: LANE}.get(
+            source.topic() or "", "inference"
+        )
+        router = routers.get(reader) or next(iter(routers.values()))
         try:
             event_id = request_codec.decode(source.value()).get("event_id")
         except Exception:  # the event id is a courtesy to the operator; the failure stands without it
@@ -305,13 +351,14 @@ def _refusals(settings: Settings, request_codec: EventCodec, routers: dict[str, 
 
 
 def _reader_config(settings: Settings, role: str) -> dict[str, Any]:
-    """Each role reads in a consumer group of its own (never the Faust app's), with static membership when
+    """Each reader reads in a consumer group of its own (never the Faust app's), with static membership when
     the worker has an id, so a restart takes its partitions straight back."""
     overrides: dict[str, Any] = {
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": min(settings.heartbeat_interval_ms, settings.session_timeout_ms // 3),
         "max.poll.interval.ms": max(60_000, settings.session_timeout_ms),
     }
     if settings.worker_id:
-        overrides["group.instance.id"] = f"{settings.worker_id}.{role}"
+        overrides["group.instance.id"] = f"{settings.worker_id}.{role}"  # see static_members
     return consumer_config(settings, f"{settings.group}.{role}", **overrides)

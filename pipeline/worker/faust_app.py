@@ -24,6 +24,7 @@ from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from pipeline.config import Settings
 from pipeline.kafka.batching import Batch
+from pipeline.kafka.clients import ssl_context
 from pipeline.kafka.offsets import Ticket
 from pipeline.kafka.reader import BatchReader
 from pipeline.kafka.records import OutRecord
@@ -44,18 +45,7 @@ def faust_credentials(settings: Settings) -> Any:
     sec = settings.security
     if sec.security_protocol == "PLAINTEXT":
         return None
-    import ssl
-
-    context = None
-    if sec.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=sec.ssl_ca_location)
-        # librdkafka checks the broker's name against its certificate unless told "none": so does Faust's
-        # client, from the same setting (a default context would always check).
-        algorithm = sec.librdkafka().get("ssl.endpoint.identification.algorithm", "https")
-        context.check_hostname = algorithm.lower() != "none"
-        if sec.ssl_certificate_location and sec.ssl_key_location:
-            password = sec.ssl_key_password.get_secret_value() if sec.ssl_key_password else None
-            context.load_cert_chain(sec.ssl_certificate_location, sec.ssl_key_location, password)
+    context = ssl_context(settings) if sec.security_protocol in ("SSL", "SASL_SSL") else None
     if sec.security_protocol.startswith("SASL"):
         password = sec.sasl_password.get_secret_value() if sec.sasl_password else ""
         return faust.SASLCredentials(

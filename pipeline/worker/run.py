@@ -15,7 +15,7 @@ from pipeline.observability.health import Health
 from pipeline.observability.http import HealthServer
 from pipeline.observability.metrics import Metrics
 from pipeline.observability.status import StatusLine
-from pipeline.worker.build import build_runtime
+from pipeline.worker.build import LANE, build_runtime, reader_names
 from pipeline.worker.faust_app import PipelineWorker
 from pipeline.worker.gc import freeze_startup_heap, set_young_threshold
 
@@ -47,7 +47,7 @@ def run_worker(
     """
     set_young_threshold(settings.gc_gen0_threshold)
     metrics = Metrics()
-    state = Health(metrics, roles, settings.stall_timeout_s)
+    state = Health(metrics, reader_names(roles), settings.stall_timeout_s, standby=(LANE,))
     server = None
     if health is not None:
         server = HealthServer(

@@ -23,7 +23,15 @@ from tests import slow_model
 from tests.conftest import committed_total
 from tests.e2e.conftest import kafka_local
 from tests.e2e.test_probes import _get
-from tests.harness import REPO, WorkerProcess, create_pipeline_topics, free_port, produce_raw, wait_count
+from tests.harness import (
+    REPO,
+    WorkerProcess,
+    assert_per_key_order,
+    create_pipeline_topics,
+    free_port,
+    produce_raw,
+    wait_count,
+)
 
 
 def _keyed(settings: Settings, n: int, keys: int, seed: int) -> list[dict[str, object]]:
@@ -56,24 +64,6 @@ def _read_all(settings: Settings, n: int, timeout_s: float = 180) -> list[Record
 def _results(settings: Settings, records: list[Record]) -> list[dict[str, object]]:
     codec = Codecs.from_settings(settings).result
     return [codec.decode(r.value) for r in records]
-
-
-def _assert_per_key_order(sent: list[dict[str, object]], out: list[Record], settings: Settings) -> None:
-    """Per key, the events' results first appear in the order the events went in (the output topic is
-    read partition by partition, and a key lives in one partition)."""
-    codec = Codecs.from_settings(settings).result
-    position = {str(s["event_id"]): i for i, s in enumerate(sent)}
-    firsts: dict[bytes | None, list[int]] = {}
-    seen: set[str] = set()
-    for record in sorted(out, key=lambda r: (r.partition, r.offset)):
-        event_id = codec.decode(record.value)["event_id"]
-        if event_id in seen:
-            continue
-        seen.add(event_id)
-        firsts.setdefault(record.key, []).append(position[event_id])
-    assert len(firsts) == len({s["key"] for s in sent})
-    for key, order in firsts.items():
-        assert order == sorted(order), f"results of {key!r} out of order"
 
 
 def test_a_poison_result_fails_alone_and_its_neighbours_are_answered_once(e2e_settings: Settings) -> None:
@@ -139,7 +129,7 @@ def test_kill_9_then_restart_resumes_in_seconds_with_per_key_order(e2e_settings:
     # a restart with the same worker id takes its partitions straight back: a fresh interpreter, the
     # model loaded and warmed, then results within seconds
     assert resumed_s < 20, resumed_s
-    _assert_per_key_order(sent, out, settings)
+    assert_per_key_order(sent, out, settings)
     assert count(settings, settings.topics.error) == 0
 
 
@@ -198,7 +188,7 @@ def test_the_broker_stopped_for_10s_mid_stream_loses_nothing_and_needs_no_restar
     print(
         f"broker down 10 s: results again {resumed_s:.1f} s after it was back; {sum(c - 1 for c in got.values())} twice"
     )
-    _assert_per_key_order(sent, out, settings)
+    assert_per_key_order(sent, out, settings)
 
 
 @pytest.mark.slow
@@ -221,7 +211,7 @@ def test_one_broker_of_three_killed_mid_stream_loses_nothing_and_needs_no_restar
     got = Counter(r["event_id"] for r in _results(settings, out))
     assert set(got) == {s["event_id"] for s in sent}
     print(f"one broker of three killed: {sum(c - 1 for c in got.values())} twice")
-    _assert_per_key_order(sent, out, settings)
+    assert_per_key_order(sent, out, settings)
 
 
 REGISTRY_LOCAL = REPO / "infra" / "registry" / "registry-local"

@@ -1,4 +1,6 @@
-"""The priority lane's rule, without a broker: when the bulk must be held."""
+"""The priority lane's rule, without a broker: the bulk reader holds its partitions while the lane's reader
+reports records, and only then; the lane's reader may be left without partitions without the worker
+turning not ready."""
 
 from __future__ import annotations
 
@@ -6,43 +8,83 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from pipeline.kafka.lane import PriorityLane
+from pipeline.kafka.holds import Holds
+from pipeline.kafka.lane import LaneSignal
+from pipeline.observability.health import Health
+from pipeline.observability.metrics import Metrics
+from pipeline.worker.build import LANE, reader_names
+
+
+class _Client:
+    """What holds ask of a consumer: pause, resume, positions and seeks, recorded."""
+
+    def __init__(self) -> None:
+        self.paused: set[tuple[str, int]] = set()
+
+    def pause(self, tps: list[TopicPartition]) -> None:
+        self.paused.update((tp.topic, tp.partition) for tp in tps)
+
+    def resume(self, tps: list[TopicPartition]) -> None:
+        self.paused.difference_update((tp.topic, tp.partition) for tp in tps)
+
+    def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, 7) for tp in tps]
+
+    def seek(self, tp: TopicPartition) -> None:
+        pass
 
 
 class _Record:
-    def __init__(self, topic: str) -> None:
-        self._topic = topic
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._tp, self._offset = (topic, partition), offset
 
     def topic(self) -> str:
-        return self._topic
+        return self._tp[0]
 
-    def error(self) -> None:
-        return None
+    def partition(self) -> int:
+        return self._tp[1]
 
-
-class _Positions:
-    """What the lane asks a consumer while the bulk is held: positions and end offsets."""
-
-    def __init__(self, position: int, high: int) -> None:
-        self.position_, self.high = position, high
-
-    def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
-        return [TopicPartition(tp.topic, tp.partition, self.position_) for tp in tps]
-
-    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
-        return 0, self.high
+    def offset(self) -> int:
+        return self._offset
 
 
-def test_the_bulk_is_held_while_the_lane_has_records_and_released_when_the_lane_is_gone() -> None:
-    lane = PriorityLane(["lane"])
-    assigned = {("lane", 0), ("bulk", 0), ("bulk", 1)}
-    consumer: Any = _Positions(position=5, high=9)
-    assert lane.busy(consumer, [_Record("bulk")], assigned, held=False) is False
-    assert lane.busy(consumer, [_Record("lane"), _Record("bulk")], assigned, held=False) is True
+def test_the_bulk_is_held_while_the_lane_reports_records_and_released_when_it_stops() -> None:
+    lane = LaneSignal()
+    holds = Holds(yields_to=lane)
+    client: Any = _Client()
+    assigned = {("bulk", 0), ("bulk", 1)}
+    pending: list[Any] = [_Record("bulk", 0, 7), _Record("bulk", 1, 3)]
+    assert holds.apply(client, assigned, pending) == pending and not client.paused
+    lane.report(True)
+    assert holds.waiting()  # a held bulk polls briefly, so the lane's end is seen soon
+    assert holds.apply(client, assigned, pending) == []  # fetched bulk records are dropped, read again later
+    assert client.paused == assigned
+    assert holds.reason is None  # the lane is ordinary operation: not a reason to report not ready
+    lane.report(True)
+    lane.report(False)
+    holds.apply(client, assigned, [])
+    assert not client.paused and not holds.waiting()
     assert lane.pauses == 1
-    assert lane.busy(consumer, [], assigned, held=True) is True  # records left on the lane: keep holding
-    drained: Any = _Positions(position=9, high=9)
-    assert lane.busy(drained, [], assigned, held=True) is False  # the lane is drained: release the bulk
-    # the lane's partitions went to another worker while the bulk was held: release it at once
-    assert lane.busy(consumer, [], {("bulk", 0), ("bulk", 1)}, held=True) is False
-    assert PriorityLane([]).busy(consumer, [_Record("lane")], assigned, held=False) is False
+
+
+def test_a_reader_without_a_lane_never_yields() -> None:
+    holds = Holds()
+    client: Any = _Client()
+    holds.apply(client, {("bulk", 0)}, [])
+    assert not client.paused and not holds.waiting()
+
+
+def test_the_inference_role_reads_the_lane_in_a_reader_of_its_own() -> None:
+    assert reader_names(["input", "inference"]) == ("input", "inference", LANE)
+    assert reader_names(["input"]) == ("input",)
+    assert reader_names(["inference"]) == ("inference", LANE)
+
+
+def test_a_lane_reader_without_partitions_leaves_the_worker_ready() -> None:
+    health = Health(Metrics(), reader_names(["inference"]), standby=(LANE,))
+    health.built(model_warm=True)
+    health.assignment("inference", 6)
+    health.assignment(LANE, 0)
+    assert health.ready
+    health.assignment("inference", 0)
+    assert not health.checks()["partitions_assigned"]

@@ -334,7 +334,10 @@ def test_keda_scales_inference_on_its_own_groups_lag(variant: str, monkeypatch: 
     reset = consumer_config(settings, "x")["auto.offset.reset"]
     for trigger in triggers:
         meta = trigger["metadata"]
-        assert meta["consumerGroup"] == f"{settings.group}.inference", "not the inference role's group"
+        group = f"{settings.group}.inference" + (
+            ".priority" if meta["topic"] == settings.topics.inference_priority else ""
+        )
+        assert meta["consumerGroup"] == group, "not the group that reads this topic"
         assert meta["bootstrapServers"] == settings.bootstrap_servers
         assert meta.get("allowIdleConsumers", "false") == "false"
         assert meta["offsetResetPolicy"] == reset, "KEDA would count lag from another offset than the readers"
