@@ -30,7 +30,9 @@ from pipeline.kafka.commits import Commits, OffsetCommits, TransactionCommits
 from pipeline.kafka.holds import Gate, Holds
 from pipeline.kafka.lane import LaneSignal
 from pipeline.kafka.offsets import TP, OffsetTracker, Ticket
+from pipeline.kafka.reachability import Reachability
 from pipeline.kafka.retry import RetryPolicy
+from pipeline.kafka.rewinds import CommittedUnavailable, Rewinds
 from pipeline.kafka.transactions import TransactionAborted, TransactionalWriter
 from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
@@ -40,7 +42,6 @@ log = logging.getLogger("pipeline.reader")
 # How often an open batch looks again whether the agent turned idle.
 _IDLE_CHECK_S = 0.002
 _IDLE_POLL_S = 0.2  # an idle reader's poll: how soon it sees a stop or commits a settled batch
-_RECONNECT_CHECK_S = 1.0  # while the broker is unreachable, how often to ask whether it is back
 _TXN_POLL_S = 0.005  # with batches in an open transaction: how soon a turning-idle agent's commit goes
 
 
@@ -118,10 +119,9 @@ class BatchReader(threading.Thread):
         self._stop_event = threading.Event()
         self._pending: list[Message] = []
         self._first_at: float | None = None
-        self._rewinds: dict[TP, tuple[int, int]] = {}  # tp -> (offset, consecutive count)
+        self._rewinds = Rewinds(name, tracker, self._holds, self._backoff, metrics)
         self._holding: str | None = None
-        self._connected = True
-        self._next_connect_check = 0.0
+        self._reach = Reachability(name, self._topics[0], health)
         self._work = False
         self.stats = ReaderStats()
         self.ready = threading.Event()  # set once partitions are assigned
@@ -203,8 +203,8 @@ class BatchReader(threading.Thread):
                 raise FatalReaderError(f"{self.role} consumer: fatal error: {self._fatal.str()}")
             self._commit_and_rewind(consumer)
             self._apply_holds(consumer)
-            if not self._connected:
-                self._check_connection(consumer)
+            if not self._reach.connected:
+                self._reach.check(consumer)
             now = time.monotonic()
             limit = self._policy.limit()
             wait = self._policy.remaining_s(self._first_at, len(self._pending), now, limit)
@@ -251,8 +251,7 @@ class BatchReader(threading.Thread):
             if not self._pending:
                 self._first_at = called_at
             self._pending.append(msg)
-            if not self._connected:
-                self._connection(True)
+            self._reach.answered()
         self.stats.consumed += len(messages)
 
     def _hand_off(self, full: bool) -> None:
@@ -306,10 +305,7 @@ class BatchReader(threading.Thread):
             self._read_again_from_committed(consumer, exc)
             return
         if offsets:
-            for tp, offset in offsets.items():
-                rewound = self._rewinds.get(tp)
-                if rewound is not None and offset > rewound[0]:
-                    del self._rewinds[tp]  # it went through: the next failure there starts a new backoff
+            self._rewinds.committed(offsets)
             if self._health is not None:
                 self._health.progress(self.role)
         if self._work and (offsets or sync) and not self._tracker.in_flight_any():
@@ -319,99 +315,35 @@ class BatchReader(threading.Thread):
     def _read_again_from_committed(self, consumer: Consumer, exc: BaseException) -> None:
         """A transaction aborted: nothing of it is visible, so every assigned partition is read again from
         its committed offset, after a backoff."""
-        tps = set(self.stats.assigned)
-        self._tracker.forget(tps)
-        self._tracker.take_failures()
         self._pending, self._first_at = [], None
-        now = time.monotonic()
-        count = 1 + max((c for _, c in self._rewinds.values()), default=0)
-        delay = self._backoff.delay_s(count)
         try:
-            committed = consumer.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
-        except KafkaException as err:
-            raise FatalReaderError(f"{self.role}: committed offsets unavailable after an abort: {err}") from None
-        for tp in committed:
-            low, _high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), cached=True)
-            offset = tp.offset if tp.offset >= 0 else max(low, 0)
-            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-            self._rewinds[(tp.topic, tp.partition)] = (offset, count)
-            self._holds.back_off([(tp.topic, tp.partition)], now + delay)
-        self.stats.rewinds += 1
-        self._metrics.rewinds.labels(self.role).inc()
-        log.error(
-            "%s reader: %s; reading %d partition(s) again from their commits in %.1f s", self.role, exc, len(tps), delay
-        )
+            self._rewinds.from_committed(consumer, set(self.stats.assigned), exc)
+        except CommittedUnavailable as err:
+            raise FatalReaderError(str(err)) from None
+        self.stats.rewinds = self._rewinds.count
         if self._work:
             self._work_changed(False)
 
     def _rewind(self, consumer: Consumer, failures: list[Ticket]) -> None:
-        """Read failed batches again, from their first record, after a backoff that grows while the same
-        offset keeps failing: their cause lies outside their events (per-event failures never get here),
-        so waiting is what may help, and nothing is committed past them meanwhile."""
-        tps: set[TP] = set()
-        for ticket in failures:
-            tps.update(ticket.ranges)
-        points = self._tracker.rewind_point(tps)
+        tps = self._rewinds.failed(consumer, failures)
         self._pending = [m for m in self._pending if (m.topic(), m.partition()) not in tps]
         if not self._pending:
             self._first_at = None
-        now = time.monotonic()
-        delay = 0.0
-        for tp, offset in points.items():
-            last, count = self._rewinds.get(tp, (-1, 0))
-            count = count + 1 if last == offset else 1
-            self._rewinds[tp] = (offset, count)
-            delay = max(delay, self._backoff.delay_s(count))
-            consumer.seek(TopicPartition(tp[0], tp[1], offset))
-            self.stats.rewinds += 1
-        self._holds.back_off(list(points), now + delay)
-        self._metrics.rewinds.labels(self.role).inc(len(failures))
-        attempt = max((self._rewinds[tp][1] for tp in points), default=1)
-        where = ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(points.items()))
-        log.error(
-            "%s reader: batch %d failed (%s: %s); reading %s again in %.1f s (attempt %d)",
-            self.role,
-            failures[0].id,
-            type(failures[0].error).__name__,
-            failures[0].error,
-            where or "nothing (its partitions are gone)",
-            delay,
-            attempt + 1,
-        )
+        self.stats.rewinds = self._rewinds.count
         if not self._tracker.in_flight_any() and self._work:
             self._work_changed(False)
 
     def _fatal_error(self, err: KafkaError) -> None:
         self._fatal = err  # seen by the loop, which replaces the consumer
 
-    # -- the broker's reachability ---------------------------------------------------------------
+    # -- the broker's reachability (pipeline/kafka/reachability.py) ------------------------------
 
     def _on_client_error(self, err: KafkaError) -> None:
-        """librdkafka's error callback (served in this thread's polls). It reports every failed
-        connection attempt; only "all brokers down" changes readiness, and only once per outage."""
+        """librdkafka's error callback, served in this thread's polls."""
         if err.fatal():
             self._fatal = err
-            return
-        if err.code() == KafkaError._ALL_BROKERS_DOWN and self._connected:
-            log.error("%s reader: the broker is unreachable (%s); waiting for it", self.role, err.str())
-            self._connection(False)
-
-    def _check_connection(self, consumer: Consumer) -> None:
-        now = time.monotonic()
-        if now < self._next_connect_check:
-            return
-        self._next_connect_check = now + _RECONNECT_CHECK_S
-        try:
-            consumer.list_topics(self._topics[0], timeout=0.5)
-        except KafkaException:
-            return
-        log.warning("%s reader: the broker answers again", self.role)
-        self._connection(True)
-
-    def _connection(self, ok: bool) -> None:
-        self._connected = ok
-        if self._health is not None:
-            self._health.connection(self.role, ok)
+        else:
+            self._reach.on_error(err)
 
     def _work_changed(self, pending: bool) -> None:
         self._work = pending
@@ -447,8 +379,7 @@ class BatchReader(threading.Thread):
         read_again = self._commits.release(tps, lost=not commit)
         self._tracker.forget(tps)
         self._holds.release(tps)
-        for tp in tps:
-            self._rewinds.pop(tp, None)
+        self._rewinds.release(tps)
         self.stats.assigned.difference_update(tps)
         if self._lane is not None and not self.stats.assigned:
             self._lane.report(False)  # nothing of the lane left here: the bulk must not stay held
