@@ -130,8 +130,8 @@ def load_registry(path: Path) -> Registry:
 def resolve_model_file(spec: ModelSpec, cache: Path) -> Path:
     """The model's ONNX file in the cache; ``tiny`` is generated when missing, others need an export."""
     path = spec.path(cache)
-    if spec.builder == "tiny":
-        from pipeline.model import tiny  # numpy, and onnx only when it writes the file
+    if spec.builder == "tiny" and not path.exists():
+        from pipeline.model import tiny  # numpy and onnx, only to write it
 
         return tiny.ensure(path)[0]
     if not path.is_file():
