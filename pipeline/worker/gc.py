@@ -49,7 +49,7 @@ def freeze_startup_heap() -> int:
     return frozen
 
 
-TRIM_INTERVAL_S = 5.0
+TRIM_INTERVAL_S = 30.0  # rare: a trim releases pages that a busy process would fault in again
 
 
 class HeapTrimmer:
@@ -57,10 +57,11 @@ class HeapTrimmer:
 
     A backlog drives a role's heaps up (record buffers, the Kafka clients' threads, the batches in
     flight); once they are freed, glibc keeps the pages for reuse, so the process's resident set stayed at
-    its high-water mark long after the load had gone (some 45 MB over a worker's processes after a
-    150,000-event backlog of the tiny model, measured in ``bench/README.md``). One call every few seconds
-    costs a walk over the free lists, off the event loop. Where the C library has no ``malloc_trim`` (not
-    glibc), it does nothing.
+    its high-water mark long after the load had gone (some 85 MB over a worker's processes after a
+    150,000-event backlog of the tiny model, measured in ``bench/README.md``). A call walks the free
+    lists, off the event loop, every 30 s: pages handed back while a backlog runs are faulted in again at
+    once, and at one call every 5 s the backlog's throughput looked lower. Where the C library has no
+    ``malloc_trim`` (not glibc), it does nothing.
     """
 
     def __init__(self, interval_s: float = TRIM_INTERVAL_S) -> None:
