@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from pipeline.cli.common import CommandError, broker_settings, console, handle_errors
-from pipeline.ops.dlq import Filter, partition_counts, read_dead_letters, redrive, summarise
 
 app = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
 
@@ -23,6 +22,8 @@ FILTER_HELP = (
 @handle_errors
 def list_(ctx: typer.Context, topic: str | None = typer.Option(None, "--topic", help=TOPIC_HELP)) -> None:
     """Count dead letters by stage, exception class and error code."""
+    from pipeline.ops.dlq import read_dead_letters, summarise
+
     settings = broker_settings(ctx)
     name = topic or settings.topics.dead_letter
     counts = summarise(read_dead_letters(settings, name))
@@ -44,6 +45,8 @@ def show(
     max_records: int | None = typer.Option(None, "--max", min=1, help="Stop after N records."),
 ) -> None:
     """Dead letters as JSON lines: headers as text, key and payload base64."""
+    from pipeline.ops.dlq import Filter, read_dead_letters
+
     settings = broker_settings(ctx)
     flt = Filter.parse(error_code, filters)
     shown = 0
@@ -66,6 +69,8 @@ def redrive_(
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be sent; send nothing."),
 ) -> None:
     """Send dead letters back to the topic they were consumed from, with their original headers."""
+    from pipeline.ops.dlq import Filter, partition_counts, read_dead_letters, redrive
+
     flt = Filter.parse(error_code, filters)
     settings = broker_settings(ctx)
     letters = list(read_dead_letters(settings, topic or settings.topics.dead_letter))

@@ -6,8 +6,6 @@ import typer
 from rich.table import Table
 
 from pipeline.cli.common import CommandError, broker_settings, console, handle_errors
-from pipeline.ops.offsets import ResetTo, apply_reset, plan_reset
-from pipeline.ops.timespec import parse_time
 
 app = typer.Typer(help="Consumer group offsets.", no_args_is_help=True)
 
@@ -24,6 +22,9 @@ def reset(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the change; alter nothing."),
 ) -> None:
     """Set GROUP's committed offsets on TOPIC; prints old -> new per partition."""
+    from pipeline.ops.offsets import ResetTo, apply_reset, plan_reset
+    from pipeline.ops.timespec import parse_time
+
     chosen = [
         n
         for n, on in (

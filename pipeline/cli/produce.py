@@ -16,9 +16,6 @@ from rich.progress import (
 )
 
 from pipeline.cli.common import CommandError, broker_settings, console, err_console, handle_errors
-from pipeline.ops.produce import produce_lines
-from pipeline.ops.ranges import require_topic
-from pipeline.serde import Codecs
 
 
 @handle_errors
@@ -41,6 +38,10 @@ def produce(
     "payload" in the schema's own shape works too. The rows `pipeline tail` prints for requests are
     accepted as they are (key, headers and request kept).
     """
+    from pipeline.ops.produce import produce_lines
+    from pipeline.ops.ranges import require_topic
+    from pipeline.serde import Codecs
+
     settings = broker_settings(ctx)
     name = topic or settings.topics.input
     if file is not None and not file.is_file():

@@ -6,9 +6,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from pipeline.cli.common import CommandError, broker_settings, console, err_console, handle_errors
-from pipeline.ops.replay import plan_replay, run_replay
-from pipeline.ops.replay_plan import parse_replay_filters, replay_id_for
-from pipeline.ops.timespec import parse_position
 
 POSITION_HELP = "ISO-8601 time (2026-11-24T10:00:00Z), relative (-15m, -2h) or offsets (0:100,1:250)."
 FILTER_HELP = (
@@ -43,6 +40,10 @@ def replay(
     committed transaction ended, and stops at the end offsets captured when it was first planned, even
     while the source is still being written.
     """
+    from pipeline.ops.replay import plan_replay, run_replay
+    from pipeline.ops.replay_plan import parse_replay_filters, replay_id_for
+    from pipeline.ops.timespec import parse_position
+
     flt = parse_replay_filters(filters)
     start_pos = parse_position(start) if start is not None else None
     end_pos = parse_position(end) if end is not None else None

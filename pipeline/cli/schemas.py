@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from pipeline.cli.common import console, handle_errors, settings_from
-from pipeline.serde.check import run_check
 
 app = typer.Typer(help="Check the Avro event schemas.", no_args_is_help=True)
 
@@ -22,6 +21,8 @@ def check(
     ),
 ) -> None:
     """Every version chain backward and forward compatible, every field documented, every example valid."""
+    from pipeline.serde.check import run_check
+
     root = schemas_dir if schemas_dir is not None else settings_from(ctx).schemas_dir
     report = run_check(root)
     chains = ", ".join(f"{name} (v1..v{n})" for name, n in report.chains.items()) or "none"

@@ -7,8 +7,6 @@ import json
 import typer
 
 from pipeline.cli.common import CommandError, broker_settings, handle_errors
-from pipeline.ops.tail import tail as tail_records
-from pipeline.ops.timespec import parse_time
 
 
 @handle_errors
@@ -24,6 +22,9 @@ def tail(
     """Decode each record (request, result or error event; dead letters with their context headers) to one
     JSON line; bytes are base64. Without --follow it reads from the beginning (or --from) to the end the
     topic had at start; with --follow it starts at the end unless told otherwise and goes on."""
+    from pipeline.ops.tail import tail as tail_records
+    from pipeline.ops.timespec import parse_time
+
     if from_beginning and from_time is not None:
         raise CommandError("give at most one of --from-beginning and --from")
     time_ms = parse_time(from_time) if from_time is not None else None

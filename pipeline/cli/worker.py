@@ -70,8 +70,6 @@ def worker(
     from pipeline.cpus import available_cpus
     from pipeline.worker.layout import ROLES, process_groups
     from pipeline.worker.preflight import PreflightError, preflight
-    from pipeline.worker.run import HealthBinding, run_worker
-    from pipeline.worker.supervisor import run_supervised
 
     settings = settings_from(
         ctx,
@@ -103,7 +101,13 @@ def worker(
     loglevel = _faust_level(settings.log_level)
     status_line = sys.stderr.isatty() if status is None else status
     if len(groups) > 1:
+        # The supervisor only starts, watches and stops the role processes: it never imports what they run
+        # (Faust, the codecs, ONNX Runtime), so its memory is the interpreter's and the settings'.
+        from pipeline.worker.supervisor import run_supervised
+
         raise typer.Exit(run_supervised(settings, groups, loglevel, status_line))
+    from pipeline.worker.run import HealthBinding, run_worker
+
     health = HealthBinding(settings.metrics_port, settings.metrics_host) if settings.metrics_port else None
     raise typer.Exit(run_worker(settings, roles, loglevel=loglevel, status_line=status_line, health=health))
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipeline.model.errors import RegistryError, UnknownModel
+from pipeline.model.errors import ModelNotExported, RegistryError, UnknownModel
 
 TEXT_EMBEDDING = "text-embedding"
 TENSOR = "tensor"
@@ -125,3 +125,18 @@ def load_registry(path: Path) -> Registry:
         except (ValidationError, TypeError) as exc:
             raise RegistryError(f"{path}: model {name!r}: {exc}") from None
     return Registry(specs, source=path)
+
+
+def resolve_model_file(spec: ModelSpec, cache: Path) -> Path:
+    """The model's ONNX file in the cache; ``tiny`` is generated when missing, others need an export."""
+    path = spec.path(cache)
+    if spec.builder == "tiny" and not path.exists():
+        from pipeline.model import tiny  # numpy and onnx, only to write it
+
+        return tiny.ensure(path)[0]
+    if not path.is_file():
+        raise ModelNotExported(
+            f"model {spec.name!r} is not in the model cache ({path} missing): "
+            f"run `pipeline model export --model {spec.name}`"
+        )
+    return path

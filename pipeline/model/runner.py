@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from pipeline.model import tiny
-from pipeline.model.errors import InputError, ModelError, ModelNotExported
+from pipeline.model.errors import InputError, ModelError
 from pipeline.model.inputs import ModelInput
 from pipeline.model.outcome import Failure, ModelInfo, Outcome, Success
 from pipeline.model.providers import CPU, Device, create_session, default_intra_op_threads
-from pipeline.model.registry import TEXT_EMBEDDING, ModelSpec
+from pipeline.model.registry import TEXT_EMBEDDING, ModelSpec, resolve_model_file
 from pipeline.model.session import ORT_DTYPES, Feeds, GuardedSession, Terminated
 from pipeline.model.texts import mixed_texts
 from pipeline.model.tokenize import TextTokenizer
@@ -43,19 +42,6 @@ from pipeline.serde.codes import ErrorCode, Stage
 log = logging.getLogger(__name__)
 
 RawInput = ModelInput | Mapping[str, Any]
-
-
-def resolve_model_file(spec: ModelSpec, cache: Path) -> Path:
-    """The model's ONNX file in the cache; ``tiny`` is generated when missing, others need an export."""
-    path = spec.path(cache)
-    if spec.builder == "tiny":
-        return tiny.ensure(path)[0]
-    if not path.is_file():
-        raise ModelNotExported(
-            f"model {spec.name!r} is not in the model cache ({path} missing): "
-            f"run `pipeline model export --model {spec.name}`"
-        )
-    return path
 
 
 class ModelRunner:

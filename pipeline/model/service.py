@@ -18,14 +18,17 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import Settings
 from pipeline.model.errors import ModelError, UnknownModel
 from pipeline.model.outcome import Failure, Outcome
-from pipeline.model.providers import Device
 from pipeline.model.registry import Registry, load_registry
-from pipeline.model.runner import ModelRunner, RawInput
 from pipeline.serde.codes import ErrorCode, Stage
+
+if TYPE_CHECKING:  # the runner (ONNX Runtime, the tokenizer) is imported when the first model loads
+    from pipeline.model.providers import Device
+    from pipeline.model.runner import ModelRunner, RawInput
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ class ModelService:
         with self._lock:
             found = self._runners.get(name)
             if found is None:
+                from pipeline.model.runner import ModelRunner
+
                 spec = self.registry.get(name)
                 found = ModelRunner(
                     spec, self.cache, device=self._device, intra_op_threads=self._threads, fp16=self._fp16

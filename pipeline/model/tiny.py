@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.model.errors import ExportError
+
+if TYPE_CHECKING:
+    import onnx
 
 IN_DIM = 8
 OUT_DIM = 4
@@ -38,7 +40,11 @@ def reference(x: np.ndarray) -> np.ndarray:
 
 
 def build() -> onnx.ModelProto:
-    """The ONNX graph: MatMul, Add, Relu with a dynamic batch axis."""
+    """The ONNX graph: MatMul, Add, Relu with a dynamic batch axis. ``onnx`` is imported here, only when the
+    model is written: a worker that reads it from the cache never loads it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     w, b = weights()
     graph = helper.make_graph(
         nodes=[

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
 # Smallest bucket bound; buckets then double: <=16, <=32, <=64, <=128, <=256 tokens.
 MIN_BUCKET = 16
@@ -52,6 +51,8 @@ class TextTokenizer:
     """A ``tokenizers`` tokenizer set up as the runner needs it (no padding, truncation at ``max_length``)."""
 
     def __init__(self, path: Path, max_length: int) -> None:
+        from tokenizers import Tokenizer  # a tensor model's worker never loads it
+
         self._tok = Tokenizer.from_file(str(path))
         padding = self._tok.padding or {}
         self.pad_id = int(padding.get("pad_id", 0))

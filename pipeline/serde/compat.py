@@ -8,13 +8,15 @@ inside fastavro on every message.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import avro.schema
-from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+if TYPE_CHECKING:
+    import avro.schema
 
 
 def _parse(schema: Any) -> avro.schema.Schema:
+    import avro.schema  # only when a writer schema meets the codec: the single-object path never does
+
     return avro.schema.parse(schema if isinstance(schema, str) else json.dumps(schema))
 
 
@@ -23,6 +25,8 @@ def incompatibilities(reader: Any, writer: Any) -> list[str]:
 
     Each entry names the location (a JSON-pointer-like path through fields) and the reason.
     """
+    from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+
     result = ReaderWriterCompatibilityChecker().get_compatibility(_parse(reader), _parse(writer))
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []

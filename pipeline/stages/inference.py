@@ -20,19 +20,21 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.kafka.batching import Batch, InRecord
 from pipeline.kafka.records import OutRecord
 from pipeline.model.breaker import CircuitBreaker
 from pipeline.model.errors import ModelUnavailable
 from pipeline.model.outcome import Outcome, Success
-from pipeline.model.runner import RawInput
 from pipeline.observability.metrics import Metrics
 from pipeline.serde import ErrorCode, EventCodec, EventError, Failure, Stage
 from pipeline.stages.failures import FailureRouter, trace_headers
 from pipeline.stages.hooks import HookFailed, HookRegistry
 from pipeline.stages.results import success_result
+
+if TYPE_CHECKING:
+    from pipeline.model.runner import RawInput
 
 # Outcomes that mean "the model did not answer this event": when every event of a batch has one, the
 # batch failed as a whole and the probe decides whether the model or the events are at fault.

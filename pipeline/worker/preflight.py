@@ -11,10 +11,7 @@ from pipeline.config import Settings, split_userinfo
 from pipeline.kafka.admin import BrokerUnavailable, connect_admin
 from pipeline.kafka.topics import check_access, describe_cluster, replication_for
 from pipeline.model.errors import ModelError
-from pipeline.model.registry import load_registry
-from pipeline.model.runner import resolve_model_file
-from pipeline.serde import CHAINS, RegistryUnavailable, shared_store
-from pipeline.serde.registry import shared_registry, value_subject
+from pipeline.model.registry import load_registry, resolve_model_file
 
 
 class PreflightError(Exception):
@@ -65,7 +62,13 @@ def preflight(settings: Settings, roles: Sequence[str]) -> Settings:
 
 def _check_registry(settings: Settings) -> None:
     """Reachable, and the worker may register what it writes: the result and error schemas under their
-    topics' subjects (the same calls the worker makes at its first write)."""
+    topics' subjects (the same calls the worker makes at its first write). The codec's modules are imported
+    here, in registry mode only: a supervisor that checks a single-object worker never loads them."""
+    from pipeline.serde.codec import CHAINS
+    from pipeline.serde.errors import RegistryUnavailable
+    from pipeline.serde.registry import shared_registry, value_subject
+    from pipeline.serde.store import shared_store
+
     assert settings.schema_registry_url is not None
     url = split_userinfo(settings.schema_registry_url)[0]
     store = shared_store(settings.schemas_dir)

@@ -17,7 +17,7 @@ from pipeline.observability.metrics import Metrics
 from pipeline.observability.status import StatusLine
 from pipeline.worker.build import LANE, build_runtime, reader_names
 from pipeline.worker.faust_app import PipelineWorker
-from pipeline.worker.gc import freeze_startup_heap, set_young_threshold
+from pipeline.worker.gc import HeapTrimmer, freeze_startup_heap, set_young_threshold
 
 log = logging.getLogger("pipeline.worker")
 
@@ -75,12 +75,14 @@ def run_worker(
         override_logging=False,
     )
     freeze_startup_heap()
+    trimmer = HeapTrimmer().start()
     code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
+        trimmer.stop()
         runtime.lag.stop()
         if status is not None:
             status.stop()

@@ -1,15 +1,19 @@
 """The worker's collector settings: the young threshold is set and can be undone, freezing takes the
-startup heap out of later collections, and a negative threshold is a configuration error."""
+startup heap out of later collections, and a negative threshold is a configuration error; the heap
+trimmer hands freed pages back on its interval and stops."""
 
 from __future__ import annotations
 
 import gc
+import platform
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from pipeline.config import ConfigError, load_settings
-from pipeline.worker.gc import freeze_startup_heap, set_young_threshold
+from pipeline.worker import gc as worker_gc
+from pipeline.worker.gc import HeapTrimmer, freeze_startup_heap, set_young_threshold
 
 
 @pytest.fixture
@@ -56,3 +60,36 @@ def test_threshold_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_GC_GEN0_THRESHOLD", "-1")
     with pytest.raises(ConfigError):
         load_settings()
+
+
+def test_heap_trimmer_trims_on_its_interval_and_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    called = threading.Event()
+
+    def trim(pad: int) -> int:
+        calls.append(pad)
+        if len(calls) >= 3:
+            called.set()
+        return 1
+
+    monkeypatch.setattr(worker_gc, "_malloc_trim", lambda: trim)
+    trimmer = HeapTrimmer(interval_s=0.01).start()
+    assert called.wait(5.0), calls
+    trimmer.stop()
+    stopped_at = len(calls)
+    threading.Event().wait(0.05)
+    assert len(calls) == stopped_at and set(calls) == {0}
+
+
+def test_heap_trimmer_does_nothing_without_malloc_trim(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker_gc, "_malloc_trim", lambda: None)
+    trimmer = HeapTrimmer(interval_s=0.01).start()
+    assert not any(t.name == "heap-trimmer" for t in threading.enumerate())
+    trimmer.stop()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc_trim")
+def test_glibc_malloc_trim_is_found_and_answers() -> None:
+    trim = worker_gc._malloc_trim()
+    assert trim is not None
+    assert trim(0) in (0, 1)
