@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any, get_args
 
 from bench.ceiling import model_ceiling
-from bench.designs import DESIGNS
+from bench.designs import DESIGNS, GROUPED
+from bench.floor import floor
 from bench.quixenv import ensure_quix_venv
-from bench.report import TARGETS, eos_p99_added_ms, markdown, plot, ratios
+from bench.report import TARGETS, cpu_ratios, eos_p99_added_ms, floor_ratios, markdown, plot, ratios
 from bench.run import DesignRun, Phase, run_design
 from bench.workload import PARTITIONS
 from pipeline.config import Settings
@@ -48,7 +49,12 @@ CURVE = (0.25, 0.5, 0.75, 1.0)
 # shared 2-core host both moved by 10-15% from one 20-second sample to the next, and one sample of each
 # decided the ratio by chance.
 # Exactly-once is compared with at-least-once on the tiny model, where the cost of transactions shows.
+# The floor (the job alone, no Kafka) is measured for each model right before the pipeline's first run.
 MINILM_DESIGNS = tuple(d for d in DESIGNS if d != "pipeline_eos")
+FLOOR_EVENTS = {"tiny": 20_000, "minilm-l6": 200}
+# Quick mode stays under two minutes: the designs added for CPU and fairness (a process per hop, N copies
+# in one group) give events/s and CPU there, and their latency only in the full run.
+QUICK_NO_LATENCY = ("raw_two_hop", "faust_per_event_n", "quix_n")
 PLANS: dict[str, dict[str, tuple[Phase, tuple[str, ...]]]] = {
     "full": {
         "tiny": (Phase(events=150_000, rate=1000.0, seconds=8.0, curve=CURVE), DESIGNS),
@@ -92,8 +98,11 @@ def run(
     """The whole run; ``models`` and ``only`` (designs) narrow it, for looking at one design at a time."""
     plan = {m: p for m, p in PLANS["quick" if quick else "full"].items() if not models or m in models}
     load_before = os.getloadavg()
-    quix = ensure_quix_venv(log) if not only or "quix" in only else None
+    quix = ensure_quix_venv(log) if not only or {"quix", "quix_n"} & set(only) else None
     samples: dict[str, list[float]] = {}
+    floors: dict[str, dict[str, Any]] = {}
+    groups = ["+".join(group) for group in process_groups(ROLES, layout, available_cpus())]
+    processes = len(groups)  # the grouped peers run this many copies
 
     def ceiling(model: str, events: int) -> None:
         """Measured right before the pipeline's run of the same model, between its legs and right after
@@ -109,18 +118,24 @@ def run(
             for design in designs:
                 if design == "pipeline":
                     ceiling(model, phase.events)
+                    floor_events = phase.events if quick else FLOOR_EVENTS.get(model, phase.events)
+                    floors[model] = floor(model, floor_events, batch, 0.5 if quick else 2.0)
+                    log(f"{model:9s} the job alone (the floor): {floors[model]['cpu_us_per_event']:,.1f} µs CPU/event")
                 if only and design not in only:
                     continue
-                if design == "quix" and quix is None:
+                if design in GROUPED and processes < 2:
+                    continue  # the pipeline runs one process: the single-copy peer is the same design
+                if design in ("quix", "quix_n") and quix is None:
                     runs.append(DesignRun(design, model, phase.events, error="no .venv-quix (pip install failed)"))
                     continue
                 if design == "pipeline":
                     between = functools.partial(ceiling, model, phase.events)
-                    runs.append(run_design(bootstrap, design, model, batch, phase, log, layout, between))
+                    runs.append(run_design(bootstrap, design, model, batch, phase, log, layout, between, processes))
                     ceiling(model, phase.events)
                 else:
-                    design_phase = Phase(phase.events, phase.rate, phase.seconds)
-                    runs.append(run_design(bootstrap, design, model, batch, design_phase, log, layout))
+                    seconds = 0.0 if quick and design in QUICK_NO_LATENCY else phase.seconds
+                    design_phase = Phase(phase.events, phase.rate, seconds)
+                    runs.append(run_design(bootstrap, design, model, batch, design_phase, log, layout, None, processes))
             if model not in samples:
                 ceiling(model, phase.events)
     result: dict[str, Any] = {
@@ -128,8 +143,9 @@ def run(
         "batch_size": batch,
         "partitions": PARTITIONS,
         "models": list(plan),
-        "throughput": "backlog of `events` on the input topic; (events-1) / (last output - first output), "
-        "broker append time (LogAppendTime) on the output topic",
+        "throughput": "backlog of `events` released on the input topic (one transaction) once the design is "
+        "running and its consumer groups stable; (events-1) / (last output - first output), broker append "
+        "time (LogAppendTime) on the output topic",
         "latency": "receive time on the output topic (reader process) minus created_at (set at send time), "
         "at a fixed offered rate",
         "machine": {
@@ -138,7 +154,10 @@ def run(
             "load_after": [round(x, 2) for x in os.getloadavg()],
         },
         "pipeline_process_per_role": layout,
-        "pipeline_processes": ["+".join(group) for group in process_groups(ROLES, layout, available_cpus())],
+        "pipeline_processes": groups,
+        "cpu": "utime+stime of the design's whole process tree (children included) from /proc, read right before "
+        "the backlog is released and right after its last output; per event: over the backlog's events",
+        "floor": floors,
         "ceilings_events_per_s": {model: statistics.median(values) for model, values in samples.items()},
         "ceiling_samples_events_per_s": samples,
         "runs": [r.as_dict() for r in runs],
@@ -146,6 +165,8 @@ def run(
         "commit_interval_ms": Settings().commit_interval_ms,
     }
     result["ratios"] = ratios(result)
+    result["cpu_ratios"] = cpu_ratios(result)
+    result["floor_ratios"] = floor_ratios(result)
     result["eos_p99_added_ms"] = eos_p99_added_ms(result)
     return result
 
