@@ -2,12 +2,13 @@
 
 Per event, what the two roles must do whatever moves the records (the work at each of the four client
 calls: consume, forward, consume, produce): decode the request and validate it (the input role), encode
-the forward, decode it again (the inference role), run the model in batches of the pipeline's size,
-build the result and encode it. With the pipeline's own codec, validation, model runner and result
-builder, so that the pipeline / floor ratio measures what the rest costs: the clients, the hand-offs,
-the batching, the commits. CPU is the process's (all its threads: ONNX Runtime's too), over repeated
-passes through the backlog's requests after a warm-up pass; ``scripts/bench`` runs it in a process of its
-own, right before the pipeline, and prints it beside the pipeline's CPU per event.
+the forward, decode it again without validating (the inference role, as the worker does), run the model
+in batches of the pipeline's size, build the result and encode it. With the pipeline's own codec,
+validation, model runner and result builder, so that the pipeline / floor ratio measures what the rest
+costs: the clients, the hand-offs, the batching, the commits. CPU is the process's (all its threads: ONNX
+Runtime's too), over repeated passes through the backlog's requests after a warm-up pass;
+``scripts/bench`` runs it in a process of its own, right before the pipeline, and prints it beside the
+pipeline's CPU per event.
 
     python -m bench.floor --model tiny --events 20000 --batch 32    one JSON line on stdout
 """
@@ -26,16 +27,17 @@ from bench.workload import requests_for
 from pipeline.config import Settings
 from pipeline.model.outcome import Success
 from pipeline.model.service import ModelService
-from pipeline.serde import Codecs
+from pipeline.serde import Codecs, EventCodec
 from pipeline.stages.results import success_result
 
 
-def job_pass(codecs: Codecs, models: ModelService, values: list[bytes], batch: int) -> int:
-    """The job on every value once, in model batches of ``batch``; returns how many results it encoded."""
+def job_pass(codecs: Codecs, again: EventCodec, models: ModelService, values: list[bytes], batch: int) -> int:
+    """The job on every value once, in model batches of ``batch``; returns how many results it encoded.
+    ``again`` is the inference role's request codec (no validation: the input role validated)."""
     done = 0
     for i in range(0, len(values), batch):
         forwarded = [codecs.request.encode(codecs.request.decode(v)) for v in values[i : i + batch]]
-        requests = [codecs.request.decode(v) for v in forwarded]
+        requests = [again.decode(v) for v in forwarded]
         started = time.time()
         outcomes = models.run_batch([((r.get("model") or {}).get("name"), r["payload"]) for r in requests])
         inference_ms = (time.time() - started) * 1000.0
@@ -54,13 +56,14 @@ def measure(model: str, events: int, batch: int, min_seconds: float = 1.0) -> di
     """CPU µs per event and events/s of the job alone, over passes through ``events`` requests."""
     settings = Settings(model=model, batch_size=batch)
     codecs = Codecs.from_settings(settings)
+    again = EventCodec.from_settings(settings, "request", validate=False)
     models = ModelService.from_settings(settings)
     try:
         values = [codecs.request.encode(r) for r in requests_for(model, events, seed=1)]
-        job_pass(codecs, models, values[: batch * 4], batch)  # warm-up
+        job_pass(codecs, again, models, values[: batch * 4], batch)  # warm-up
         done, cpu0, wall0 = 0, time.process_time(), time.perf_counter()
         while True:
-            done += job_pass(codecs, models, values, batch)
+            done += job_pass(codecs, again, models, values, batch)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
             if wall >= min_seconds:
                 return {"model": model, "events": done, "batch_size": batch, "cpu_s": cpu,
