@@ -1,9 +1,11 @@
 """`scripts/bench`: every design on one broker and the same generated data, in one run.
 
-Writes ``results/bench-<time>/`` (or ``--out``): ``bench.json`` (a top-level ``ratios`` object: pipeline
-events/s over the other's), ``bench.md`` (the table, the ratios against their targets, the latency curve)
-and ``latency.png``. ``--quick`` is the smoke mode (under two minutes): small backlogs, short latency
-windows, and for minilm-l6 only the pipeline and its ceiling (enough for every ratio).
+Writes ``results/bench-<time>/`` (or ``--out``): ``bench.json`` (top-level ``ratios``: pipeline events/s
+over the other's; ``cpu_ratios``: pipeline events per CPU-second over the other's; ``floor`` and
+``floor_ratios``: the job alone without Kafka, and the pipeline's CPU per event over it), ``bench.md``
+(the table, the ratios against their targets, the latency curve) and ``latency.png``. ``--quick`` is the
+smoke mode (under two minutes on an idle host): small backlogs, short latency windows (none for the
+designs in ``QUICK_NO_LATENCY``), and for minilm-l6 only the pipeline, its ceiling and its floor.
 
 The broker: ``KAFKA_BOOTSTRAP`` when set; else a local broker in a state folder of the bench's own
 (``infra/kafka/.local/bench-state``), started here and stopped at the end.
