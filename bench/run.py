@@ -85,7 +85,9 @@ def run_design(
             result.processes = len(cmds) if design not in ("pipeline", "pipeline_eos") else processes
             with DesignProcess(cmds, settings) as proc:
                 try:
+                    launched = time.monotonic()
                     wait_ready(settings, groups(design, settings, processes), proc.alive)
+                    log(f"{model:9s} {design:17s} ready in {time.monotonic() - launched:.1f} s")
                     cpu: list[float] = []
                     release(settings, records, lambda: cpu.append(proc.cpu_seconds()))
                     started = time.time()
