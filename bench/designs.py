@@ -61,7 +61,7 @@ def model_args(settings: Settings, model: str) -> list[str]:
 def groups(design: str, settings: Settings, processes: int = 1) -> dict[str, int]:
     """The consumer groups a started design joins, and how many members each has once it is ready."""
     if design in ("pipeline", "pipeline_eos"):
-        return {f"{settings.group}.input": 1, f"{settings.group}.inference": 1}
+        return {f"{settings.group}.{name}": 1 for name in ("input", "inference", "inference.priority")}
     if design == "raw_two_hop":
         return {f"{settings.group}.{design}.input": 1, f"{settings.group}.{design}.inference": 1}
     return {f"{settings.group}.{design}": instances(design, processes)}

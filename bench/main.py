@@ -33,6 +33,7 @@ from bench.floor import floor
 from bench.quixenv import ensure_quix_venv
 from bench.report import TARGETS, cpu_ratios, eos_p99_added_ms, floor_ratios, markdown, plot, ratios
 from bench.run import DesignRun, Phase, run_design
+from bench.scale import SCALE_PARTITIONS, run_scale, scale_markdown
 from bench.workload import PARTITIONS
 from pipeline.config import Settings
 from pipeline.cpus import available_cpus
@@ -189,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the pipeline worker's process layout (default: auto, its own default)",
     )
     parser.add_argument("--designs", help="comma-separated subset of: " + ", ".join(DESIGNS))
+    parser.add_argument(
+        "--scale", action="store_true", help="only the sizing run: 1, 2 and 3 pipeline workers (bench/scale.py)"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     out: Path = args.out or REPO / "results" / time.strftime("bench-%Y%m%d-%H%M%S")
@@ -202,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+    if args.scale:
+        return _scale(args.quick, args.batch_size, log, split(args.models) or ["tiny", "minilm-l6"], out, started)
     result = run(args.quick, args.batch_size, log, split(args.models), split(args.designs), args.process_per_role)
     result["duration_s"] = round(time.monotonic() - started, 1)
     text = json.dumps(result, indent=2)
@@ -219,6 +225,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _scale(quick: bool, batch: int, log: Callable[[str], None], models: list[str], out: Path, started: float) -> int:
+    """The sizing run: ``scale.json`` and ``scale.md`` in ``out``."""
+    with broker(log) as bootstrap:
+        points = run_scale(bootstrap, models, batch, log, quick=quick)
+    header = (
+        f"`scripts/bench --scale{' --quick' if quick else ''}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{available_cpus()} CPUs, one broker on the same host, {SCALE_PARTITIONS} partitions, batch size {batch}."
+    )
+    table = scale_markdown(points, header)
+    (out / "scale.json").write_text(json.dumps([p.as_dict() for p in points], indent=2))
+    (out / "scale.md").write_text(table)
+    print(table)
+    print(f"results in {out} ({time.monotonic() - started:.0f} s)")
+    return 1 if any(p.error for p in points) else 0
 
 
 if __name__ == "__main__":
