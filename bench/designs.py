@@ -8,6 +8,7 @@ same environment the end-to-end tests use (``env_for``).
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,23 +19,59 @@ from typing import IO
 
 import psutil
 
+from bench.cpu import tree_cpu_seconds
 from pipeline.config import Settings
+from pipeline.model.registry import load_registry
 from tests.harness import REPO, env_for
 
-DESIGNS = ("pipeline", "pipeline_eos", "raw_loop", "faust_per_event", "quix")
+DESIGNS = (
+    "pipeline", "pipeline_eos", "raw_loop", "raw_two_hop", "faust_per_event", "faust_per_event_n", "quix", "quix_n",
+)  # fmt: skip
 LABELS = {
     "pipeline": "this pipeline (input agent -> inference topic -> inference agent)",
     "pipeline_eos": "this pipeline with processing_guarantee exactly_once (transactions per commit interval)",
-    "raw_loop": "raw confluent-kafka loop, one process",
-    "faust_per_event": "Faust agent, one event at a time",
-    "quix": "Quix Streams 3.28, StreamingDataFrame.apply per event",
+    "raw_loop": "raw confluent-kafka loop, one process, one hop, on the pipeline's codec and model runner",
+    "raw_two_hop": "plain confluent-kafka and fastavro, input -> inference -> output topic, a process per hop",
+    "faust_per_event": "Faust agent, one event at a time, plain fastavro and ONNX Runtime",
+    "faust_per_event_n": "the same Faust app, N workers in one consumer group",
+    "quix": "Quix Streams 3.28, StreamingDataFrame.apply per event, plain fastavro and ONNX Runtime",
+    "quix_n": "the same Quix app, N instances in one consumer group",
 }
+# The designs run as N copies in one consumer group, N being the pipeline's process count (supervisor aside).
+GROUPED = {"faust_per_event_n": "faust_per_event", "quix_n": "quix"}
 QUIX_PYTHON = REPO / ".venv-quix" / "bin" / "python"
 
 
-def command(design: str, settings: Settings, model: str, batch: int, layout: str = "auto") -> list[str]:
-    """The command line that runs ``design`` on ``settings``' input and output topics; ``layout`` is the
-    pipeline's ``--process-per-role`` (its default: auto)."""
+def instances(design: str, processes: int) -> int:
+    """How many copies of ``design`` run: ``processes`` (the pipeline's) for a grouped peer, else one."""
+    return processes if design in GROUPED else 1
+
+
+def model_args(settings: Settings, model: str) -> list[str]:
+    """A peer's model, as files in the model cache: the peers open them and nothing else of the project."""
+    spec = load_registry(settings.models_file).get(model)
+    cache = settings.model_cache
+    args = ["--model", model, "--model-version", spec.version, "--model-path", str(spec.path(cache))]
+    if spec.task == "text-embedding":
+        args += ["--tokenizer", str(spec.tokenizer_path(cache)), "--max-length", str(spec.max_seq_length)]
+        args += ["--embedding-output", spec.outputs["embedding"]]
+    return args
+
+
+def groups(design: str, settings: Settings, processes: int = 1) -> dict[str, int]:
+    """The consumer groups a started design joins, and how many members each has once it is ready."""
+    if design in ("pipeline", "pipeline_eos"):
+        return {f"{settings.group}.{name}": 1 for name in ("input", "inference", "inference.priority")}
+    if design == "raw_two_hop":
+        return {f"{settings.group}.{design}.input": 1, f"{settings.group}.{design}.inference": 1}
+    return {f"{settings.group}.{design}": instances(design, processes)}
+
+
+def command(
+    design: str, settings: Settings, model: str, batch: int, layout: str = "auto", processes: int = 1
+) -> list[list[str]]:
+    """The command lines (one per process) that run ``design`` on ``settings``' topics; ``layout`` is the
+    pipeline's ``--process-per-role`` (its default: auto), ``processes`` the pipeline's process count."""
     t = settings.topics
     if design in ("pipeline", "pipeline_eos"):
         worker = [
@@ -43,16 +80,36 @@ def command(design: str, settings: Settings, model: str, batch: int, layout: str
         ]  # fmt: skip
         if design == "pipeline_eos":
             worker += ["--guarantee", "exactly_once", "--worker-id", "bench-eos"]
-        return worker
+        return [worker]
     common = ["--bootstrap", settings.bootstrap_servers, "--input", t.input, "--output", t.output]
-    common += ["--group", f"{settings.group}.{design}", "--model", model, "--batch", str(batch)]
+    common += ["--group", f"{settings.group}.{design}", "--batch", str(batch)]
     if design == "raw_loop":
-        return [sys.executable, "-m", "bench.raw_loop", *common]
-    if design == "faust_per_event":
-        return [sys.executable, "-m", "bench.faust_per_event", *common]
-    if design == "quix":
-        return [str(QUIX_PYTHON), "-m", "bench.quix_app", *common]
-    raise ValueError(f"unknown design {design!r}")
+        return [[sys.executable, "-m", "bench.raw_loop", *common, "--model", model]]
+    peer = [*common, *model_args(settings, model)]
+    if design == "raw_two_hop":
+        hops = ("input", "inference") if processes > 1 else ("both",)
+        run = [sys.executable, "-m", "bench.raw_two_hop", *peer, "--inference", t.inference]
+        run += ["--priority", t.inference_priority]
+        return [[*run, "--hop", hop, "--worker-id", f"raw-{hop}"] for hop in hops]
+    base = GROUPED.get(design, design)
+    python = str(QUIX_PYTHON) if base == "quix" else sys.executable
+    if base not in ("quix", "faust_per_event"):
+        raise ValueError(f"unknown design {design!r}")
+    n = instances(design, processes)
+    return [
+        [python, "-m", f"bench.{base}_app" if base == "quix" else f"bench.{base}", *peer, "--worker-id", f"{base}-{k}"]
+        for k in range(n)
+    ]
+
+
+def launch(cmds: list[list[str]]) -> list[str]:
+    """One command line for several processes: a shell that starts each, exits when the first one does
+    (the bench then sees the design gone) and, on SIGTERM (sent to the whole process group), waits for
+    every one to drain and exit."""
+    if len(cmds) == 1:
+        return cmds[0]
+    script = "trap wait TERM; " + " & ".join(shlex.join(c) for c in cmds) + " & wait -n"
+    return ["bash", "-c", script]
 
 
 class DesignProcess:
@@ -65,12 +122,12 @@ class DesignProcess:
     where sampling RSS every 50 ms walked /proc for the tree and took 8% of a core from the design under
     test, whose model threads pay about three times what an intruder takes (see the writer's poll)."""
 
-    def __init__(self, cmd: list[str], settings: Settings, sample_s: float = 1.0) -> None:
+    def __init__(self, cmds: list[list[str]], settings: Settings, sample_s: float = 1.0) -> None:
         env = env_for(settings, PIPELINE_LOG_LEVEL="warning", PYTHONPATH=str(REPO))
         # The output goes to a file: a pipe that nobody reads while it runs would fill up and block it.
         self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            launch(cmds), cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self._marks: dict[int, int] = {}  # pid -> its peak RSS in bytes
         self._sample_s = sample_s
@@ -105,6 +162,10 @@ class DesignProcess:
     @property
     def peak_rss_mb(self) -> float:
         return self.peak_rss / 2**20
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the whole process tree so far, children included (``bench.cpu``)."""
+        return tree_cpu_seconds(self.proc.pid)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

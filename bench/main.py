@@ -1,9 +1,11 @@
 """`scripts/bench`: every design on one broker and the same generated data, in one run.
 
-Writes ``results/bench-<time>/`` (or ``--out``): ``bench.json`` (a top-level ``ratios`` object: pipeline
-events/s over the other's), ``bench.md`` (the table, the ratios against their targets, the latency curve)
-and ``latency.png``. ``--quick`` is the smoke mode (under two minutes): small backlogs, short latency
-windows, and for minilm-l6 only the pipeline and its ceiling (enough for every ratio).
+Writes ``results/bench-<time>/`` (or ``--out``): ``bench.json`` (top-level ``ratios``: pipeline events/s
+over the other's; ``cpu_ratios``: pipeline events per CPU-second over the other's; ``floor`` and
+``floor_ratios``: the job alone without Kafka, and the pipeline's CPU per event over it), ``bench.md``
+(the table, the ratios against their targets, the latency curve) and ``latency.png``. ``--quick`` is the
+smoke mode (under two minutes on an idle host): small backlogs, short latency windows (none for the
+designs in ``QUICK_NO_LATENCY``), and for minilm-l6 only the pipeline, its ceiling and its floor.
 
 The broker: ``KAFKA_BOOTSTRAP`` when set; else a local broker in a state folder of the bench's own
 (``infra/kafka/.local/bench-state``), started here and stopped at the end.
@@ -26,10 +28,12 @@ from pathlib import Path
 from typing import Any, get_args
 
 from bench.ceiling import model_ceiling
-from bench.designs import DESIGNS
+from bench.designs import DESIGNS, GROUPED
+from bench.floor import floor
 from bench.quixenv import ensure_quix_venv
-from bench.report import TARGETS, eos_p99_added_ms, markdown, plot, ratios
+from bench.report import TARGETS, cpu_ratios, eos_p99_added_ms, floor_ratios, markdown, plot, ratios
 from bench.run import DesignRun, Phase, run_design
+from bench.scale import SCALE_PARTITIONS, run_scale, scale_markdown
 from bench.workload import PARTITIONS
 from pipeline.config import Settings
 from pipeline.cpus import available_cpus
@@ -48,7 +52,12 @@ CURVE = (0.25, 0.5, 0.75, 1.0)
 # shared 2-core host both moved by 10-15% from one 20-second sample to the next, and one sample of each
 # decided the ratio by chance.
 # Exactly-once is compared with at-least-once on the tiny model, where the cost of transactions shows.
+# The floor (the job alone, no Kafka) is measured for each model right before the pipeline's first run.
 MINILM_DESIGNS = tuple(d for d in DESIGNS if d != "pipeline_eos")
+FLOOR_EVENTS = {"tiny": 20_000, "minilm-l6": 200}
+# Quick mode stays under two minutes: the designs added for CPU and fairness (a process per hop, N copies
+# in one group) give events/s and CPU there, and their latency only in the full run.
+QUICK_NO_LATENCY = ("raw_two_hop", "faust_per_event_n", "quix_n")
 PLANS: dict[str, dict[str, tuple[Phase, tuple[str, ...]]]] = {
     "full": {
         "tiny": (Phase(events=150_000, rate=1000.0, seconds=8.0, curve=CURVE), DESIGNS),
@@ -92,8 +101,11 @@ def run(
     """The whole run; ``models`` and ``only`` (designs) narrow it, for looking at one design at a time."""
     plan = {m: p for m, p in PLANS["quick" if quick else "full"].items() if not models or m in models}
     load_before = os.getloadavg()
-    quix = ensure_quix_venv(log) if not only or "quix" in only else None
+    quix = ensure_quix_venv(log) if not only or {"quix", "quix_n"} & set(only) else None
     samples: dict[str, list[float]] = {}
+    floors: dict[str, dict[str, Any]] = {}
+    groups = ["+".join(group) for group in process_groups(ROLES, layout, available_cpus())]
+    processes = len(groups)  # the grouped peers run this many copies
 
     def ceiling(model: str, events: int) -> None:
         """Measured right before the pipeline's run of the same model, between its legs and right after
@@ -109,18 +121,24 @@ def run(
             for design in designs:
                 if design == "pipeline":
                     ceiling(model, phase.events)
+                    floor_events = phase.events if quick else FLOOR_EVENTS.get(model, phase.events)
+                    floors[model] = floor(model, floor_events, batch, 0.5 if quick else 2.0)
+                    log(f"{model:9s} the job alone (the floor): {floors[model]['cpu_us_per_event']:,.1f} µs CPU/event")
                 if only and design not in only:
                     continue
-                if design == "quix" and quix is None:
+                if design in GROUPED and processes < 2:
+                    continue  # the pipeline runs one process: the single-copy peer is the same design
+                if design in ("quix", "quix_n") and quix is None:
                     runs.append(DesignRun(design, model, phase.events, error="no .venv-quix (pip install failed)"))
                     continue
                 if design == "pipeline":
                     between = functools.partial(ceiling, model, phase.events)
-                    runs.append(run_design(bootstrap, design, model, batch, phase, log, layout, between))
+                    runs.append(run_design(bootstrap, design, model, batch, phase, log, layout, between, processes))
                     ceiling(model, phase.events)
                 else:
-                    design_phase = Phase(phase.events, phase.rate, phase.seconds)
-                    runs.append(run_design(bootstrap, design, model, batch, design_phase, log, layout))
+                    seconds = 0.0 if quick and design in QUICK_NO_LATENCY else phase.seconds
+                    design_phase = Phase(phase.events, phase.rate, seconds)
+                    runs.append(run_design(bootstrap, design, model, batch, design_phase, log, layout, None, processes))
             if model not in samples:
                 ceiling(model, phase.events)
     result: dict[str, Any] = {
@@ -128,8 +146,9 @@ def run(
         "batch_size": batch,
         "partitions": PARTITIONS,
         "models": list(plan),
-        "throughput": "backlog of `events` on the input topic; (events-1) / (last output - first output), "
-        "broker append time (LogAppendTime) on the output topic",
+        "throughput": "backlog of `events` released on the input topic (one transaction) once the design is "
+        "running and its consumer groups stable; (events-1) / (last output - first output), broker append "
+        "time (LogAppendTime) on the output topic",
         "latency": "receive time on the output topic (reader process) minus created_at (set at send time), "
         "at a fixed offered rate",
         "machine": {
@@ -138,7 +157,10 @@ def run(
             "load_after": [round(x, 2) for x in os.getloadavg()],
         },
         "pipeline_process_per_role": layout,
-        "pipeline_processes": ["+".join(group) for group in process_groups(ROLES, layout, available_cpus())],
+        "pipeline_processes": groups,
+        "cpu": "utime+stime of the design's whole process tree (children included) from /proc, read right before "
+        "the backlog is released and right after its last output; per event: over the backlog's events",
+        "floor": floors,
         "ceilings_events_per_s": {model: statistics.median(values) for model, values in samples.items()},
         "ceiling_samples_events_per_s": samples,
         "runs": [r.as_dict() for r in runs],
@@ -146,6 +168,8 @@ def run(
         "commit_interval_ms": Settings().commit_interval_ms,
     }
     result["ratios"] = ratios(result)
+    result["cpu_ratios"] = cpu_ratios(result)
+    result["floor_ratios"] = floor_ratios(result)
     result["eos_p99_added_ms"] = eos_p99_added_ms(result)
     return result
 
@@ -166,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the pipeline worker's process layout (default: auto, its own default)",
     )
     parser.add_argument("--designs", help="comma-separated subset of: " + ", ".join(DESIGNS))
+    parser.add_argument(
+        "--scale", action="store_true", help="only the sizing run: 1, 2 and 3 pipeline workers (bench/scale.py)"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     out: Path = args.out or REPO / "results" / time.strftime("bench-%Y%m%d-%H%M%S")
@@ -179,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+    if args.scale:
+        return _scale(args.quick, args.batch_size, log, split(args.models) or ["tiny", "minilm-l6"], out, started)
     result = run(args.quick, args.batch_size, log, split(args.models), split(args.designs), args.process_per_role)
     result["duration_s"] = round(time.monotonic() - started, 1)
     text = json.dumps(result, indent=2)
@@ -196,6 +225,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _scale(quick: bool, batch: int, log: Callable[[str], None], models: list[str], out: Path, started: float) -> int:
+    """The sizing run: ``scale.json`` and ``scale.md`` in ``out``."""
+    with broker(log) as bootstrap:
+        points = run_scale(bootstrap, models, batch, log, quick=quick)
+    header = (
+        f"`scripts/bench --scale{' --quick' if quick else ''}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{available_cpus()} CPUs, one broker on the same host, {SCALE_PARTITIONS} partitions, batch size {batch}."
+    )
+    table = scale_markdown(points, header)
+    (out / "scale.json").write_text(json.dumps([p.as_dict() for p in points], indent=2))
+    (out / "scale.md").write_text(table)
+    print(table)
+    print(f"results in {out} ({time.monotonic() - started:.0f} s)")
+    return 1 if any(p.error for p in points) else 0
 
 
 if __name__ == "__main__":

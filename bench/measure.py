@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from bench.reader import Arrival, read_arrivals
 from bench.workload import input_producer, requests_for
 from pipeline.config import Settings
+from pipeline.kafka.admin import connect_admin
 from pipeline.kafka.clients import consumer_config
 from pipeline.ops.collect import Record, read_topic
 from pipeline.serde import Codecs, now_millis
@@ -96,10 +97,38 @@ class Watermarks:
         self._consumer.close()
 
 
+def wait_ready(settings: Settings, groups: dict[str, int], alive: Callable[[], bool], timeout_s: float = 120.0) -> None:
+    """Until each consumer group is stable with its number of members: the design has started, loaded its
+    model, joined and been given its partitions (with several members, the rebalances are over)."""
+    admin = connect_admin(settings)
+    deadline = time.monotonic() + timeout_s
+    seen: dict[str, str] = {}
+    while True:
+        if not alive():
+            raise DesignFailed("the design exited before it was ready")
+        try:
+            for group, future in admin.describe_consumer_groups(list(groups), request_timeout=10).items():
+                d = future.result()
+                seen[group] = f"{d.state.name}, {len(d.members)} members"
+        except KafkaException:
+            pass
+        if all(seen.get(g) == f"STABLE, {n} members" for g, n in groups.items()):
+            return
+        if time.monotonic() > deadline:
+            raise DesignFailed(f"not ready after {timeout_s:.0f} s: {seen}")
+        time.sleep(0.2)
+
+
 def drain_backlog(
-    settings: Settings, n: int, alive: Callable[[], bool], started_at: float, timeout_s: float
+    settings: Settings,
+    n: int,
+    alive: Callable[[], bool],
+    started_at: float,
+    timeout_s: float,
+    at_done: Callable[[], None] | None = None,
 ) -> Throughput:
-    """Wait for ``n`` outputs, then read their append times. ``alive`` says whether the design still runs."""
+    """Wait for ``n`` outputs (``at_done`` is called as soon as they are there), then read their append
+    times. ``alive`` says whether the design still runs."""
     marks = Watermarks(settings, settings.topics.output)
     try:
         deadline = time.monotonic() + timeout_s
@@ -108,7 +137,9 @@ def drain_backlog(
                 raise DesignFailed(f"the design exited after {done} of {n} outputs")
             if time.monotonic() > deadline:
                 raise DesignFailed(f"{done} of {n} outputs after {timeout_s:.0f} s")
-            time.sleep(0.2)
+            time.sleep(0.05)
+        if at_done is not None:
+            at_done()
     finally:
         marks.close()
     records = read_topic(settings, settings.topics.output, expected=n, timeout_s=120)

@@ -2,7 +2,9 @@
 
 quixstreams 3.28 caps confluent-kafka below 2.13, so it never goes into the project's venv. The packages
 the job's speed depends on (confluent-kafka, fastavro, onnxruntime, numpy, tokenizers) are pinned to
-the versions in the project's venv, so that Quix runs the same code underneath as every other design.
+the versions in the project's venv, so that Quix runs the same libraries underneath as every other
+design. The project itself is not installed there: the Quix design, like a Quix user's app, runs on
+quixstreams, fastavro, ONNX Runtime and numpy alone (``bench/plain.py``), with the schema files.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.designs import QUIX_PYTHON
-from tests.harness import REPO
 
 QUIX_SPEC = "quixstreams==3.28.*"
 SHARED = ("confluent-kafka", "fastavro", "onnxruntime-gpu", "onnxruntime", "numpy", "tokenizers")
+# What the Quix design imports besides quixstreams: installed at the project venv's versions.
+NEEDED = ("fastavro", "numpy", "tokenizers")
 
 
 def _pins() -> list[str]:
@@ -30,6 +33,15 @@ def _pins() -> list[str]:
         except metadata.PackageNotFoundError:
             continue
     return pins
+
+
+def _onnxruntime() -> str:
+    """The ONNX Runtime package the project's venv has (the GPU build where it has that one)."""
+    try:
+        metadata.version("onnxruntime-gpu")
+        return "onnxruntime-gpu"
+    except metadata.PackageNotFoundError:
+        return "onnxruntime"
 
 
 def ensure_quix_venv(log: Callable[[str], None] = print) -> Path | None:
@@ -46,7 +58,7 @@ def ensure_quix_venv(log: Callable[[str], None] = print) -> Path | None:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
         constraints.write("\n".join(pins) + "\n")
     done = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "-c", constraints.name, QUIX_SPEC, "-e", str(REPO)],
+        [str(venv / "bin" / "pip"), "install", "-q", "-c", constraints.name, QUIX_SPEC, *NEEDED, _onnxruntime()],
         capture_output=True,
         text=True,
     )

@@ -6,22 +6,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-TARGETS = {
+TARGETS: dict[str, float | None] = {
     "minilm_vs_ort": 0.9,
     "tiny_vs_raw_loop": 0.7,
+    "tiny_vs_raw_two_hop": None,
     "tiny_vs_faust_per_event": 3.0,
+    "tiny_vs_faust_per_event_n": None,
     "tiny_vs_quix": 1.5,
+    "tiny_vs_quix_n": None,
     "tiny_eos_vs_alo": 0.8,
 }
+# Pipeline events per CPU-second over the other design's, on the tiny model.
+CPU_DESIGNS = ("raw_loop", "raw_two_hop", "faust_per_event", "faust_per_event_n", "quix", "quix_n")
+# The issue's later target: the pipeline's CPU per event at most this many times the floor's.
+FLOOR_TARGET = 1.4
 # Exactly-once's p99 at the common offered rate may exceed at-least-once's by at most the commit interval
 # (100 ms by default) plus this.
 EOS_P99_MARGIN_MS = 20.0
 NAMES = {
     "pipeline": "this pipeline",
     "pipeline_eos": "this pipeline, exactly once",
-    "raw_loop": "raw confluent-kafka loop",
+    "raw_loop": "raw confluent-kafka loop, one hop",
+    "raw_two_hop": "raw two-hop, plain confluent-kafka + fastavro",
     "faust_per_event": "Faust, one event at a time",
+    "faust_per_event_n": "Faust, one event at a time, N workers",
     "quix": "Quix Streams 3.28",
+    "quix_n": "Quix Streams 3.28, N instances",
 }
 
 
@@ -47,8 +57,11 @@ def ratios(result: dict[str, Any]) -> dict[str, float | None]:
     return {
         "minilm_vs_ort": over("minilm-l6", result["ceilings_events_per_s"].get("minilm-l6")),
         "tiny_vs_raw_loop": over("tiny", "raw_loop"),
+        "tiny_vs_raw_two_hop": over("tiny", "raw_two_hop"),
         "tiny_vs_faust_per_event": over("tiny", "faust_per_event"),
+        "tiny_vs_faust_per_event_n": over("tiny", "faust_per_event_n"),
         "tiny_vs_quix": over("tiny", "quix"),
+        "tiny_vs_quix_n": over("tiny", "quix_n"),
         # exactly-once over at-least-once: the transactions' cost (the one ratio where the pipeline is below)
         "tiny_eos_vs_alo": _inverse(over("tiny", "pipeline_eos")),
     }
@@ -56,6 +69,32 @@ def ratios(result: dict[str, Any]) -> dict[str, float | None]:
 
 def _inverse(value: float | None) -> float | None:
     return 1.0 / value if value else None
+
+
+def cpu_ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    """Pipeline events per CPU-second over the other design's, on the tiny model (None where either side is
+    missing or has no CPU figure)."""
+    mine = _run(result, "pipeline", "tiny")
+    out: dict[str, float | None] = {}
+    for design in CPU_DESIGNS:
+        theirs = _run(result, design, "tiny")
+        if mine and theirs and mine.get("events_per_cpu_s") and theirs.get("events_per_cpu_s"):
+            out[f"tiny_vs_{design}"] = float(mine["events_per_cpu_s"] / theirs["events_per_cpu_s"])
+        else:
+            out[f"tiny_vs_{design}"] = None
+    return out
+
+
+def floor_ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    """Per model, the pipeline's CPU µs per event over the floor's (the job alone, no Kafka)."""
+    out: dict[str, float | None] = {}
+    for model, floor in (result.get("floor") or {}).items():
+        mine = _run(result, "pipeline", model)
+        if mine and mine.get("cpu_us_per_event") and floor.get("cpu_us_per_event"):
+            out[model] = float(mine["cpu_us_per_event"] / floor["cpu_us_per_event"])
+        else:
+            out[model] = None
+    return out
 
 
 def eos_p99_added_ms(result: dict[str, Any]) -> float | None:
@@ -75,10 +114,12 @@ def _layout(result: dict[str, Any]) -> str:
     if len(groups) > 1:
         return (
             f"The pipeline runs {len(groups)} processes ({', '.join(groups)}) under a supervisor, one per role "
-            f"(process_per_role {result.get('pipeline_process_per_role', 'auto')}); every other design is "
-            "one process. "
+            f"(process_per_role {result.get('pipeline_process_per_role', 'auto')}); the raw two-hop design "
+            f"runs a process per hop, and the N-instance peers run {len(groups)} copies in one consumer group. "
         )
-    return "The pipeline runs both roles in one process; so does every other design. "
+    return (
+        "The pipeline runs both roles in one process; so does every other design (the raw two-hop: a thread per hop). "
+    )
 
 
 def _legs(result: dict[str, Any]) -> str:
@@ -104,7 +145,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"One broker and every design on {result['machine']['cpus']} cores; batch size {batch}; "
         f"{result['partitions']} partitions; load average before the run "
         f"{result['machine']['load_before']}, after {result['machine']['load_after']}.",
-        _layout(result) + "Events/s: a pre-loaded backlog, first output to last output (broker append time). "
+        _layout(result)
+        + "Events/s: a backlog released at once (one transaction) to the design once it runs and its consumer "
+        "groups are stable, first output to last output (broker append time). "
         "Latency: receive time on the output topic minus `created_at`, at the offered rate shown. RSS: each "
         "process's own peak (VmHWM), summed over the design's process tree. Model busy: the share of the "
         "events/s span the model was running, summed from the results' batch inference times. ONNX Runtime "
@@ -116,37 +159,33 @@ def markdown(result: dict[str, Any]) -> str:
         )
         + "."
         + _legs(result),
+        "CPU: utime+stime of the design's whole process tree (children included) from /proc, read right "
+        "before the backlog is released to the running design and right after its last output; pipeline ÷ "
+        "this (CPU) is the pipeline's events per CPU-second over the design's. The floor: the job alone in "
+        "one process, no Kafka (decode, validate, encode the forward, decode again, the model in batches, "
+        "build and encode the result), on the pipeline's own code." + _floor_line(result),
         "",
-        "| model | design | events/s | pipeline ÷ this | model busy | offered/s | p50 ms | p95 ms | p99 ms "
-        "| peak RSS MB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | design | processes | events/s | pipeline ÷ this | events/CPU-s | µs CPU/event "
+        "| pipeline ÷ this (CPU) | model busy | offered/s | p50 ms | p95 ms | p99 ms | peak RSS MB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for model in result["models"]:
-        pipeline = _run(result, "pipeline", model)
-        ceiling = result["ceilings_events_per_s"].get(model)
-        if ceiling:
-            vs = f"{pipeline['events_per_s'] / ceiling:.2f}" if pipeline else "-"
-            lines.append(f"| {model} | ONNX Runtime alone (batch {batch}) | {ceiling:,.0f} | {vs} | 100% | | | | | |")
-        for r in result["runs"]:
-            if r["model"] != model:
-                continue
-            name = NAMES.get(r["design"], r["design"])
-            if r.get("error"):
-                lines.append(f"| {model} | {name} | failed | | | | | | | {r['peak_rss_mb']:,.0f} |")
-                continue
-            vs = f"{pipeline['events_per_s'] / r['events_per_s']:.2f}" if pipeline and r["events_per_s"] else "-"
-            lat = r.get("latency")
-            offered = f"{lat['offered_per_s']:,.0f}" if lat else "-"
-            lines.append(
-                f"| {model} | {name} | {r['events_per_s']:,.0f} | {vs} | {r.get('model_busy', 0.0):.0%} | "
-                f"{offered} | {_ms(lat, 'p50_ms')} | "
-                f"{_ms(lat, 'p95_ms')} | {_ms(lat, 'p99_ms')} | {r['peak_rss_mb']:,.0f} |"
-            )
-    lines += ["", "| ratio (pipeline events/s over) | value | target | met |", "| --- | ---: | ---: | --- |"]
+        lines += _model_rows(result, model)
+    cpu = result.get("cpu_ratios") or cpu_ratios(result)
+    lines += [
+        "",
+        "| ratio (pipeline over the other) | events/s | target | met | events/CPU-s |",
+        "| --- | ---: | ---: | --- | ---: |",
+    ]
     for key, value in result["ratios"].items():
+        target = TARGETS.get(key)
         shown = f"{value:.2f}" if value is not None else "n/a"
-        met = "yes" if value is not None and value >= TARGETS[key] else "no"
-        lines.append(f"| {key} | {shown} | {TARGETS[key]} | {met} |")
+        met = "-" if target is None else "yes" if value is not None and value >= target else "no"
+        per_cpu = cpu.get(key)
+        lines.append(
+            f"| {key} | {shown} | {target if target is not None else '-'} | {met} | "
+            f"{f'{per_cpu:.2f}' if per_cpu is not None else '-'} |"
+        )
     added = eos_p99_added_ms(result)
     if added is not None:
         most = result.get("commit_interval_ms", 100) + EOS_P99_MARGIN_MS
@@ -172,6 +211,65 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{p['sent_per_s']:,.0f} | {p['p50_ms']:,.0f} | {p['p95_ms']:,.0f} | {p['p99_ms']:,.0f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _floor_line(result: dict[str, Any]) -> str:
+    parts = []
+    for model, ratio in floor_ratios(result).items():
+        floor = result["floor"][model]
+        mine = _run(result, "pipeline", model)
+        if ratio is None or mine is None:
+            continue
+        parts.append(
+            f"{model}: the floor {floor['cpu_us_per_event']:,.1f} µs CPU/event, the pipeline "
+            f"{mine['cpu_us_per_event']:,.1f}, pipeline / floor {ratio:.2f} (target later: at most {FLOOR_TARGET})"
+        )
+    return (" " + "; ".join(parts) + ".") if parts else ""
+
+
+def _cpu_cells(r: dict[str, Any], pipeline: dict[str, Any] | None) -> str:
+    per_cpu, us = r.get("events_per_cpu_s"), r.get("cpu_us_per_event")
+    if not per_cpu or not us:
+        return "- | - | -"
+    mine = pipeline.get("events_per_cpu_s") if pipeline else None
+    return f"{per_cpu:,.0f} | {us:,.1f} | {f'{mine / per_cpu:.2f}' if mine else '-'}"
+
+
+def _model_rows(result: dict[str, Any], model: str) -> list[str]:
+    batch = result["batch_size"]
+    lines = []
+    pipeline = _run(result, "pipeline", model)
+    ceiling = result["ceilings_events_per_s"].get(model)
+    if ceiling:
+        vs = f"{pipeline['events_per_s'] / ceiling:.2f}" if pipeline else "-"
+        lines.append(
+            f"| {model} | ONNX Runtime alone (batch {batch}) | 1 | {ceiling:,.0f} | {vs} | - | - | - | 100% | | | | | |"
+        )
+    floor = (result.get("floor") or {}).get(model)
+    if floor:
+        vs = f"{pipeline['events_per_s'] / floor['events_per_s']:.2f}" if pipeline else "-"
+        cells = _cpu_cells({"events_per_cpu_s": 1e6 / floor["cpu_us_per_event"], **floor}, pipeline)
+        lines.append(
+            f"| {model} | the job alone, no Kafka (the floor) | 1 | {floor['events_per_s']:,.0f} | {vs} | {cells} "
+            "| | | | | | |"
+        )
+    for r in result["runs"]:
+        if r["model"] != model:
+            continue
+        name = NAMES.get(r["design"], r["design"])
+        procs = r.get("processes", 1)
+        if r.get("error"):
+            lines.append(f"| {model} | {name} | {procs} | failed | | | | | | | | | | {r['peak_rss_mb']:,.0f} |")
+            continue
+        vs = f"{pipeline['events_per_s'] / r['events_per_s']:.2f}" if pipeline and r["events_per_s"] else "-"
+        lat = r.get("latency")
+        offered = f"{lat['offered_per_s']:,.0f}" if lat else "-"
+        lines.append(
+            f"| {model} | {name} | {procs} | {r['events_per_s']:,.0f} | {vs} | {_cpu_cells(r, pipeline)} | "
+            f"{r.get('model_busy', 0.0):.0%} | {offered} | {_ms(lat, 'p50_ms')} | "
+            f"{_ms(lat, 'p95_ms')} | {_ms(lat, 'p99_ms')} | {r['peak_rss_mb']:,.0f} |"
+        )
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

@@ -1,5 +1,6 @@
-"""One design on one model, start to finish: fresh topics, the backlog, the design's process, its
-throughput, its latency at the offered rate(s), its peak RSS, and the clean-up."""
+"""One design on one model, start to finish: fresh topics, the design's processes started and ready, the
+backlog released at once, its throughput and CPU, its latency at the offered rate(s), its peak RSS, and
+the clean-up."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.designs import DesignProcess, command
-from bench.measure import ArrivalReader, DesignFailed, Generator, LatencyPoint, Throughput, drain_backlog
-from bench.workload import fresh_settings, preload
+from bench.designs import DesignProcess, command, groups
+from bench.measure import ArrivalReader, DesignFailed, Generator, LatencyPoint, Throughput, drain_backlog, wait_ready
+from bench.workload import backlog, fresh_settings, release
 from pipeline.config import Settings
 from pipeline.kafka.admin import connect_admin
 
@@ -23,7 +24,11 @@ class DesignRun:
     events: int
     events_per_s: float = 0.0  # the median leg's (one leg unless the phase asks for more)
     span_s: float = 0.0
-    first_output_s: float = 0.0
+    first_output_s: float = 0.0  # from the backlog's release to the first output
+    processes: int = 1  # the design's processes (a launcher shell or supervisor aside)
+    cpu_s: float = 0.0  # CPU seconds of the design's process tree while it drained the backlog (median leg)
+    events_per_cpu_s: float = 0.0
+    cpu_us_per_event: float = 0.0
     model_busy: float = 0.0  # share of the span the model was running (see measure.Throughput)
     peak_rss_mb: float = 0.0
     latency: LatencyPoint | None = None  # at the model's common offered rate
@@ -41,7 +46,7 @@ class Phase:
 
     events: int
     rate: float  # the offered rate every design sees for its latency figures
-    seconds: float  # each latency window
+    seconds: float  # each latency window (0: no latency figures)
     curve: Sequence[float] = ()  # fractions of the measured maximum (the pipeline's curve)
     # Backlogs drained one after the other, each by a fresh process on fresh topics; events/s is the
     # median leg's. With ``between`` (run_design) a ceiling is sampled between legs, so that a design
@@ -58,33 +63,52 @@ def run_design(
     log: Callable[[str], None],
     layout: str = "auto",
     between: Callable[[], None] | None = None,
+    processes: int = 1,
 ) -> DesignRun:
     """Every leg of ``phase`` (``between`` runs between two legs), the latency figures after the last;
-    ``result`` takes the median leg. A failed leg ends the run with ``result.error`` saying how."""
+    ``result`` takes the median leg. A failed leg ends the run with ``result.error`` saying how.
+    ``processes`` is the pipeline's process count (a grouped peer runs that many copies).
+
+    Each leg starts the design on empty topics and waits until its consumer groups are stable (started,
+    model loaded, partitions assigned; with several members, every rebalance over), then releases the
+    backlog in one transaction: every design meets the whole backlog at once, already running, and its
+    CPU is read from /proc right before the release and right after the last output."""
     result = DesignRun(design, model, phase.events)
-    legs: list[Throughput] = []
+    legs: list[tuple[Throughput, float]] = []
 
     def run_leg(latency: bool) -> None:
         """One backlog drained by a fresh process on fresh topics, then (``latency``) its latency figures."""
         settings = fresh_settings(bootstrap, design, model)
         try:
-            preload(settings, model, phase.events)
-            with DesignProcess(command(design, settings, model, batch, layout), settings) as proc:
-                started = time.time()
+            records = backlog(settings, model, phase.events)
+            cmds = command(design, settings, model, batch, layout, processes)
+            result.processes = len(cmds) if design not in ("pipeline", "pipeline_eos") else processes
+            with DesignProcess(cmds, settings) as proc:
                 try:
+                    launched = time.monotonic()
+                    wait_ready(settings, groups(design, settings, processes), proc.alive)
+                    log(f"{model:9s} {design:17s} ready in {time.monotonic() - launched:.1f} s")
+                    cpu: list[float] = []
+                    release(settings, records, lambda: cpu.append(proc.cpu_seconds()))
+                    started = time.time()
                     timeout_s = max(180.0, phase.events / 200)
-                    tp = drain_backlog(settings, phase.events, proc.alive, started, timeout_s)
-                    legs.append(tp)
-                    median = sorted(legs, key=lambda t: t.events_per_s)[len(legs) // 2]
+                    at_done = lambda: cpu.append(proc.cpu_seconds())  # noqa: E731
+                    tp = drain_backlog(settings, phase.events, proc.alive, started, timeout_s, at_done)
+                    legs.append((tp, cpu[1] - cpu[0]))
+                    median, cpu_s = sorted(legs, key=lambda leg: leg[0].events_per_s)[len(legs) // 2]
                     result.events_per_s, result.span_s = median.events_per_s, median.span_s
                     result.first_output_s, result.model_busy = median.first_output_s, median.model_busy
+                    result.cpu_s = cpu_s
+                    result.events_per_cpu_s = phase.events / cpu_s if cpu_s > 0 else 0.0
+                    result.cpu_us_per_event = 1e6 * cpu_s / phase.events
                     result.legs_events_per_s.append(tp.events_per_s)
                     log(
-                        f"{model:9s} {design:16s} {tp.events_per_s:9,.0f} events/s ({phase.events} in "
-                        f"{tp.span_s:.2f} s, model busy {tp.model_busy:.0%})"
+                        f"{model:9s} {design:17s} {tp.events_per_s:9,.0f} events/s ({phase.events} in "
+                        f"{tp.span_s:.2f} s, model busy {tp.model_busy:.0%}), {cpu[1] - cpu[0]:.2f} CPU s "
+                        f"({1e6 * (cpu[1] - cpu[0]) / phase.events:,.0f} µs/event)"
                         + (f", leg {len(legs)} of {phase.legs}" if phase.legs > 1 else "")
                     )
-                    if latency:
+                    if latency and phase.seconds > 0:
                         _measure_latency(settings, model, design, phase, result.events_per_s, result, log)
                 except DesignFailed as exc:
                     raise DesignFailed(f"{design}/{model}: {exc}\n--- its output:\n{proc.output()}") from None

@@ -17,8 +17,20 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RATIOS = {"minilm_vs_ort", "tiny_vs_raw_loop", "tiny_vs_faust_per_event", "tiny_vs_quix", "tiny_eos_vs_alo"}
-DESIGNS = {"pipeline", "pipeline_eos", "raw_loop", "faust_per_event", "quix"}
+RATIOS = {
+    "minilm_vs_ort", "tiny_vs_raw_loop", "tiny_vs_raw_two_hop", "tiny_vs_faust_per_event", "tiny_vs_faust_per_event_n",
+    "tiny_vs_quix", "tiny_vs_quix_n", "tiny_eos_vs_alo",
+}  # fmt: skip
+DESIGNS = {
+    "pipeline",
+    "pipeline_eos",
+    "raw_loop",
+    "raw_two_hop",
+    "faust_per_event",
+    "faust_per_event_n",
+    "quix",
+    "quix_n",
+}
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
@@ -46,13 +58,20 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
     assert all(_positive(v) for v in result["ratios"].values()), result["ratios"]
     assert all(_positive(v) for v in result["ceilings_events_per_s"].values())
     assert {"tiny", "minilm-l6"} <= set(result["ceilings_events_per_s"])
+    # the pipeline's CPU efficiency against every peer, and against the floor (the job alone, no Kafka)
+    assert all(_positive(v) for v in result["cpu_ratios"].values()), result["cpu_ratios"]
+    assert all(_positive(result["floor"][m]["cpu_us_per_event"]) for m in ("tiny", "minilm-l6"))
+    assert all(_positive(v) for v in result["floor_ratios"].values()), result["floor_ratios"]
 
     runs = {(r["design"], r["model"]): r for r in result["runs"]}
     assert {(d, "tiny") for d in DESIGNS} | {("pipeline", "minilm-l6")} <= set(runs)
     for (design, model), r in runs.items():
         assert r["error"] is None, f"{design}/{model}: {r['error']}"
         assert _positive(r["events_per_s"]) and _positive(r["peak_rss_mb"]), (design, model)
+        assert _positive(r["events_per_cpu_s"]) and _positive(r["cpu_us_per_event"]), (design, model)
         lat = r["latency"]
+        if design in ("raw_two_hop", "faust_per_event_n", "quix_n"):
+            continue  # quick mode: events/s and CPU only (bench.main.QUICK_NO_LATENCY)
         assert lat["received"] == lat["events"], (design, model, lat)
         assert all(_positive(lat[k]) for k in ("p50_ms", "p95_ms", "p99_ms")), (design, model, lat)
         assert lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report import TARGETS, eos_p99_added_ms, markdown, plot, ratios
+from bench.report import TARGETS, cpu_ratios, eos_p99_added_ms, floor_ratios, markdown, plot, ratios
 
 
-def _run(design: str, model: str, eps: float, error: str | None = None) -> dict[str, Any]:
+def _run(design: str, model: str, eps: float, error: str | None = None, us: float = 100.0) -> dict[str, Any]:
     point = {"offered_per_s": 100.0, "sent_per_s": 100.0, "events": 100, "received": 100}
     point |= {"p50_ms": 10.0, "p95_ms": 20.0, "p99_ms": 30.0, "max_ms": 40.0}
     curve = [dict(point, offered_per_s=eps * f) for f in (0.25, 0.5, 0.75, 1.0)] if design == "pipeline" else []
@@ -21,6 +21,10 @@ def _run(design: str, model: str, eps: float, error: str | None = None) -> dict[
         "span_s": 1.0,
         "first_output_s": 1.0,
         "peak_rss_mb": 300.0,
+        "processes": 2 if design in ("pipeline", "raw_two_hop", "quix_n") else 1,
+        "cpu_s": us * 1000 / 1e6,
+        "events_per_cpu_s": 1e6 / us,
+        "cpu_us_per_event": us,
         "latency": point,
         "curve": curve,
         "error": error,
@@ -49,8 +53,11 @@ def test_ratios_are_pipeline_over_other() -> None:
     assert r == {
         "minilm_vs_ort": 0.95,
         "tiny_vs_raw_loop": 0.8,
+        "tiny_vs_raw_two_hop": None,  # not run
         "tiny_vs_faust_per_event": 5.0,
+        "tiny_vs_faust_per_event_n": None,
         "tiny_vs_quix": 2.0,
+        "tiny_vs_quix_n": None,
         "tiny_eos_vs_alo": 0.85,  # the other way round: exactly-once's events/s over at-least-once's
     }
 
@@ -67,9 +74,9 @@ def test_a_failed_design_gives_no_ratio_and_shows_as_failed() -> None:
     result = _result(pipeline=20_000.0, raw_loop=25_000.0, faust_per_event=4_000.0, quix=0.0)
     assert result["ratios"]["tiny_vs_quix"] is None
     table = markdown(result)
-    assert "| tiny | Quix Streams 3.28 | failed |" in table
-    assert "| tiny_vs_quix | n/a | 1.5 | no |" in table
-    assert "| tiny_vs_raw_loop | 0.80 | 0.7 | yes |" in table
+    assert "| tiny | Quix Streams 3.28 | 1 | failed |" in table
+    assert "| tiny_vs_quix | n/a | 1.5 | no | - |" in table
+    assert "| tiny_vs_raw_loop | 0.80 | 0.7 | yes | 1.00 |" in table
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
@@ -83,4 +90,24 @@ def test_a_design_run_in_legs_shows_each_leg_and_the_median() -> None:
     result["runs"][0]["legs_events_per_s"] = [181.0, 190.0, 204.0]
     table = markdown(result)
     assert "this pipeline on minilm-l6 181, 190, 204" in table
-    assert "| minilm-l6 | this pipeline | 190 |" in table
+    assert "| minilm-l6 | this pipeline | 2 | 190 |" in table
+
+
+def test_cpu_columns_the_floor_and_their_ratios() -> None:
+    result = _result(pipeline=20_000.0, raw_two_hop=25_000.0, quix_n=5_000.0)
+    for r in result["runs"]:  # the pipeline 80 µs of CPU per event, the raw design 50, Quix 400
+        us = {"pipeline": 80.0, "raw_two_hop": 50.0, "quix_n": 400.0}.get(r["design"], 100.0)
+        r.update(cpu_us_per_event=us, events_per_cpu_s=1e6 / us)
+    result["floor"] = {"tiny": {"cpu_us_per_event": 40.0, "events_per_s": 24_000.0}}
+    cpu = cpu_ratios(result)
+    assert cpu["tiny_vs_raw_two_hop"] == 50.0 / 80.0 and cpu["tiny_vs_quix_n"] == 5.0
+    assert cpu["tiny_vs_raw_loop"] is None
+    assert floor_ratios(result) == {"tiny": 2.0}
+    table = markdown(result)
+    assert (
+        "| tiny | raw two-hop, plain confluent-kafka + fastavro | 2 | 25,000 | 0.80 | 20,000 | 50.0 | 0.62 |" in table
+    )
+    assert "| tiny | Quix Streams 3.28, N instances | 2 | 5,000 | 4.00 | 2,500 | 400.0 | 5.00 |" in table
+    assert "| tiny | the job alone, no Kafka (the floor) | 1 | 24,000 | 0.83 | 25,000 | 40.0 | 0.50 |" in table
+    assert "the floor 40.0 µs CPU/event, the pipeline 80.0, pipeline / floor 2.00" in table
+    assert "| tiny_vs_quix_n | 4.00 | - | - | 5.00 |" in table

@@ -1,0 +1,44 @@
+"""CPU seconds of a design's whole process tree, read from ``/proc``.
+
+``/proc/PID/stat`` gives, in clock ticks, a process's user and system time (all its threads) and the
+user and system time of its children that have exited and been waited for. Summed over every live
+process of the tree, that is the CPU the tree has spent since it started, each tick counted once: a
+live child counts for itself, a child that is gone counts in its parent. The bench reads it right before
+a backlog becomes visible and right after its last output, so the difference is what the backlog cost.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def stat_ticks(stat: str) -> int:
+    """utime + stime + cutime + cstime from the text of ``/proc/PID/stat``.
+
+    The command name (field 2) is in parentheses and may hold spaces and parentheses itself, so the fields
+    are counted from the last ``)``: after it come state (field 3) and on, utime being field 14."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state): field k is fields[k - 3]
+    return sum(int(fields[k - 3]) for k in (14, 15, 16, 17))
+
+
+def process_ticks(pid: int) -> int | None:
+    """The process's ticks (see :func:`stat_ticks`), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return stat_ticks(f.read())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds spent by ``root`` and every live descendant (with their reaped children)."""
+    try:
+        pids = [root] + [c.pid for c in psutil.Process(root).children(recursive=True)]
+    except psutil.Error:
+        pids = [root]
+    return sum(t for pid in pids if (t := process_ticks(pid)) is not None) / TICKS_PER_S
