@@ -110,9 +110,7 @@ def toxiproxy(site: Site) -> Iterator[netns.Toxiproxy]:
 
 class Stream(threading.Thread):
     """``n`` tiny requests on ``KEYS`` keys, offered at ``RATE`` per second from the driver. Odd keys are
-    ``HIGH`` priority: the inference group's assignor balances partitions by count across the bulk topic
-    and the priority lane, so one worker may hold the whole lane and the other the whole bulk topic; with
-    both kinds in the stream each host has work whichever way the eight partitions fall."""
+    ``HIGH`` priority, so the bulk topic and the priority lane both carry work through every fault."""
 
     def __init__(self, settings: Settings, n: int, seed: int) -> None:
         super().__init__(daemon=True)
