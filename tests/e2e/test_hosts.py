@@ -326,7 +326,7 @@ def outcome(sc: Scenario, fault: str, results_again_s: float | None, measured_fr
         results_again_s=None if results_again_s is None else round(results_again_s, 2),
         measured_from=measured_from,
         errors=count(sc.settings, sc.settings.topics.error),
-        longest_output_stall_s=round(max((b - a for a, b in itertools.pairwise(arrivals)), default=0), 2),
+        longest_output_stall_s=longest_gap(arrivals),
         details=details,
     )
 
@@ -398,6 +398,15 @@ def kafka_rtt_ms(lan: netns.Lan, host: str, bootstrap: str) -> float:
     return float(lan.run_on(host, sys.executable, "-c", _RTT_PROBE, addr, port).stdout.strip())
 
 
+def lane_of(seen: Seen) -> str:
+    """Odd keys are HIGH priority (``Stream``): they take the priority lane."""
+    return "priority" if int(seen.key.rsplit("-", 1)[1]) % 2 else "bulk"
+
+
+def longest_gap(times: list[float]) -> float:
+    return round(max((b - a for a, b in itertools.pairwise(sorted(times))), default=0.0), 2)
+
+
 def owned_before(seen: list[Seen], host: str, t: float, window_s: float = 3.0) -> set[str]:
     """The keys ``host`` answered in the last ``window_s`` before ``t``: the partitions it held then."""
     return {s.key for s in seen if s.worker == host and t - window_s <= s.at <= t}
@@ -429,6 +438,10 @@ def test_a_worker_host_killed_whole_loses_nothing_and_the_other_host_takes_its_k
         "the kill, to w2's first result for a key w1 held",
         processes_killed=len(killed),
         keys_w1_held=len(keys),
+        w2_longest_stall_after_kill_s={
+            lane: longest_gap([s.at for s in seen if s.worker == "w2" and s.at >= t_kill and lane_of(s) == lane])
+            for lane in ("bulk", "priority")
+        },
         session_timeout_s=SESSION_TIMEOUT_MS / 1000,
     )
     record(result, started)
