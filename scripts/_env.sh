@@ -79,3 +79,17 @@ ensure_model() {
         "$exporter" model export --model "$model" >&2 || die "model export failed"
     fi
 }
+
+# The simulated-hosts test (tests/e2e/test_hosts.py) needs root, iproute2 and iptables, and for its slow
+# link Toxiproxy, built with Go; without them it is skipped and says why. As root, install iptables from
+# Debian when it is missing, and build Toxiproxy once (infra/toxiproxy/toxiproxy-local) when Go is found.
+ensure_host_tools() {
+    [ "$(id -u)" = 0 ] || return 0
+    if ! command -v iptables >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        log "installing iptables (apt-get), for the simulated-hosts test"
+        { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; } ||
+            log "apt-get could not install iptables: tests/e2e/test_hosts.py will be skipped"
+    fi
+    "$ROOT/infra/toxiproxy/toxiproxy-local" path >/dev/null ||
+        log "no Toxiproxy (see above): the slow-link scenario of tests/e2e/test_hosts.py will be skipped"
+}
