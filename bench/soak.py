@@ -29,11 +29,11 @@ from typing import cast
 
 import psutil
 
-from bench.designs import DesignProcess, command
+from bench.designs import DesignProcess, command, groups
 from bench.main import broker
-from bench.measure import DesignFailed, Watermarks, drain_backlog
+from bench.measure import DesignFailed, Watermarks, drain_backlog, wait_ready
 from bench.run import _delete_topics
-from bench.workload import fresh_settings, input_producer, preload, requests_for
+from bench.workload import backlog, fresh_settings, input_producer, release, requests_for
 from pipeline.config import ProcessPerRole, Settings
 from pipeline.cpus import available_cpus
 from pipeline.serde import Codecs
@@ -196,12 +196,14 @@ def soak(args: argparse.Namespace, bootstrap: str, log: Callable[[str], None]) -
     every = args.every or (seconds / 6 if args.short else 60.0)
     settings = fresh_settings(bootstrap, "soak", args.model)
     try:
-        if args.rate is None:
-            preload(settings, args.model, args.max_events)
+        records = backlog(settings, args.model, args.max_events) if args.rate is None else []
         cmd = command("pipeline", settings, args.model, args.batch_size, args.process_per_role)
         with DesignProcess(cmd, settings) as proc:
-            started = time.time()
             if args.rate is None:
+                # the maximum: a backlog released at once into the started, ready worker
+                wait_ready(settings, groups("pipeline", settings), proc.alive)
+                release(settings, records, lambda: None)
+                started = time.time()
                 tp = drain_backlog(settings, args.max_events, proc.alive, started, timeout_s=180)
                 maximum = tp.events_per_s
                 log(f"maximum: {maximum:,.0f} events/s ({args.max_events:,} events in {tp.span_s:.2f} s)")
