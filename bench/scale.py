@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.designs import DesignProcess, command
@@ -34,6 +34,7 @@ class ScalePoint:
     cpu_s: float = 0.0
     cpu_s_per_1000: float = 0.0
     peak_rss_mb: float = 0.0
+    legs_events_per_s: list[float] = field(default_factory=list)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -41,10 +42,16 @@ class ScalePoint:
 
 
 def scale_point(
-    bootstrap: str, model: str, workers: int, events: int, batch: int, log: Callable[[str], None]
+    bootstrap: str,
+    model: str,
+    workers: int,
+    events: int,
+    batch: int,
+    log: Callable[[str], None],
+    partitions: int = SCALE_PARTITIONS,
 ) -> ScalePoint:
     point = ScalePoint(model, workers, events)
-    settings = fresh_settings(bootstrap, f"scale{workers}", model, partitions=SCALE_PARTITIONS)
+    settings = fresh_settings(bootstrap, f"scale{workers}", model, partitions=partitions)
     try:
         records = backlog(settings, model, events)
         (worker,) = command("pipeline", settings, model, batch)
@@ -93,25 +100,52 @@ def run_scale(
     workers: Sequence[int] = (1, 2, 3),
 ) -> list[ScalePoint]:
     sizes = QUICK_EVENTS if quick else SCALE_EVENTS
-    return [scale_point(bootstrap, model, k, sizes[model], batch, log) for model in models for k in workers]
+    if quick:
+        return [scale_point(bootstrap, model, k, sizes[model], batch, log) for model in models for k in workers]
+    # A broker just started runs its first backlogs at half speed or less (one worker on one host: 7k, 9k,
+    # 11k, then 15k events/s, one after the other): one throwaway backlog first, then every count twice, in
+    # rising then falling order, so that no count is measured only early or only late.
+    log("scale: a throwaway backlog first, for a broker that has just started")
+    scale_point(bootstrap, "tiny", 1, SCALE_EVENTS["tiny"], batch, log)
+    points = []
+    for model in models:
+        legs: dict[int, list[ScalePoint]] = {k: [] for k in workers}
+        for k in [*workers, *reversed(workers)]:
+            legs[k].append(scale_point(bootstrap, model, k, sizes[model], batch, log))
+        points += [mean_point(model, k, sizes[model], legs[k]) for k in workers]
+    return points
+
+
+def mean_point(model: str, workers: int, events: int, legs: Sequence[ScalePoint]) -> ScalePoint:
+    """A count's legs as one point: the mean of their events/s and CPU, the highest RSS; failed if any leg did."""
+    failed = next((leg.error for leg in legs if leg.error), None)
+    point = ScalePoint(model, workers, events, legs_events_per_s=[leg.events_per_s for leg in legs], error=failed)
+    if failed is None and legs:
+        point.events_per_s = sum(leg.events_per_s for leg in legs) / len(legs)
+        point.cpu_s = sum(leg.cpu_s for leg in legs) / len(legs)
+        point.cpu_s_per_1000 = sum(leg.cpu_s_per_1000 for leg in legs) / len(legs)
+        point.peak_rss_mb = max(leg.peak_rss_mb for leg in legs)
+    return point
 
 
 def scale_markdown(points: Sequence[ScalePoint], header: str) -> str:
     lines = [
         header,
         "",
-        "| model | workers | events | events/s | vs 1 worker | CPU s per 1,000 events | peak RSS, all processes (MB) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | workers | events | events/s | each leg | vs 1 worker | CPU s per 1,000 events "
+        "| peak RSS, all processes (MB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     one = {p.model: p.events_per_s for p in points if p.workers == 1 and not p.error}
     for p in points:
         if p.error:
-            lines.append(f"| {p.model} | {p.workers} | {p.events} | failed | | | |")
+            lines.append(f"| {p.model} | {p.workers} | {p.events} | failed | | | | |")
             continue
         base = one.get(p.model)
         ratio = f"{p.events_per_s / base:.2f}" if base else ""
         lines.append(
-            f"| {p.model} | {p.workers} | {p.events:,} | {p.events_per_s:,.0f} | {ratio} | {p.cpu_s_per_1000:.3f} "
+            f"| {p.model} | {p.workers} | {p.events:,} | {p.events_per_s:,.0f} | "
+            f"{', '.join(f'{x:,.0f}' for x in p.legs_events_per_s) or '-'} | {ratio} | {p.cpu_s_per_1000:.3f} "
             f"| {p.peak_rss_mb:,.0f} |"
         )
     return "\n".join(lines) + "\n"
