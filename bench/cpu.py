@@ -9,7 +9,9 @@ a backlog becomes visible and right after its last output, so the difference is 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from dataclasses import dataclass
 
 import psutil
 
@@ -42,3 +44,37 @@ def tree_cpu_seconds(root: int) -> float:
     except psutil.Error:
         pids = [root]
     return sum(t for pid in pids if (t := process_ticks(pid)) is not None) / TICKS_PER_S
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """The cores the design under test runs on, and those the load (the latency generator and reader) runs
+    on: on a host with cores to spare, the load then takes nothing from the design, and its latency is the
+    design's own."""
+
+    design: frozenset[int]
+    load: frozenset[int]
+
+
+def split_cpus(load: int | None) -> CpuSplit | None:
+    """``load`` cores (the last ones) for the load, the rest for designs. None (the default): one core where
+    the host has four or more, none below that, where a design on one core would say little of its speed on
+    two. 0: no split."""
+    cpus = sorted(os.sched_getaffinity(0))
+    n = (1 if len(cpus) >= 4 else 0) if load is None else load
+    if n <= 0:
+        return None
+    if n >= len(cpus):
+        raise ValueError(f"{n} cores for the load leave none of this host's {len(cpus)} for the designs")
+    return CpuSplit(frozenset(cpus[:-n]), frozenset(cpus[-n:]))
+
+
+def pin(pid: int, cpus: frozenset[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus``: affinity is per thread, and a client's threads already run."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in tids:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(tid), cpus)

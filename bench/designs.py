@@ -122,12 +122,21 @@ class DesignProcess:
     where sampling RSS every 50 ms walked /proc for the tree and took 8% of a core from the design under
     test, whose model threads pay about three times what an intruder takes (see the writer's poll)."""
 
-    def __init__(self, cmds: list[list[str]], settings: Settings, sample_s: float = 1.0) -> None:
+    def __init__(
+        self, cmds: list[list[str]], settings: Settings, sample_s: float = 1.0, cpus: frozenset[int] | None = None
+    ) -> None:
         env = env_for(settings, PIPELINE_LOG_LEVEL="warning", PYTHONPATH=str(REPO))
         # The output goes to a file: a pipe that nobody reads while it runs would fill up and block it.
         self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         self.proc = subprocess.Popen(
-            launch(cmds), cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            launch(cmds),
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # ``cpus``: the design's cores (bench.cpu.CpuSplit); its processes and their children inherit them.
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         self._marks: dict[int, int] = {}  # pid -> its peak RSS in bytes
         self._sample_s = sample_s

@@ -28,10 +28,20 @@ from pathlib import Path
 from typing import Any, get_args
 
 from bench.ceiling import model_ceiling
+from bench.cpu import split_cpus
 from bench.designs import DESIGNS, GROUPED
 from bench.floor import floor
 from bench.quixenv import ensure_quix_venv
-from bench.report import TARGETS, cpu_ratios, eos_p99_added_ms, floor_ratios, markdown, plot, ratios
+from bench.report import (
+    TARGETS,
+    cpu_ratios,
+    eos_p99_added_ms,
+    floor_ratios,
+    latency_vs_raw,
+    markdown,
+    plot,
+    ratios,
+)
 from bench.run import DesignRun, Phase, run_design
 from bench.scale import SCALE_PARTITIONS, run_scale, scale_markdown
 from bench.workload import PARTITIONS
@@ -58,6 +68,10 @@ FLOOR_EVENTS = {"tiny": 20_000, "minilm-l6": 200}
 # Quick mode stays under two minutes: the designs added for CPU and fairness (a process per hop, N copies
 # in one group) give events/s and CPU there, and their latency only in the full run.
 QUICK_NO_LATENCY = ("raw_two_hop", "faust_per_event_n", "quix_n")
+# Every other design is offered the same absolute rates as the pipeline's curve below its maximum (25, 50
+# and 75% of the pipeline's measured events/s); quick mode does so for the raw loop only, to stay short.
+SHARED_CURVE = tuple(f for f in CURVE if f < 1.0)
+QUICK_SHARED_CURVE = ("raw_loop",)
 PLANS: dict[str, dict[str, tuple[Phase, tuple[str, ...]]]] = {
     "full": {
         "tiny": (Phase(events=150_000, rate=1000.0, seconds=8.0, curve=CURVE), DESIGNS),
@@ -97,8 +111,10 @@ def run(
     models: list[str] | None = None,
     only: list[str] | None = None,
     layout: ProcessPerRole = "auto",
+    load_cpus: int | None = None,
 ) -> dict[str, Any]:
-    """The whole run; ``models`` and ``only`` (designs) narrow it, for looking at one design at a time."""
+    """The whole run; ``models`` and ``only`` (designs) narrow it, for looking at one design at a time.
+    ``load_cpus``: cores of the latency generator and reader of their own (bench.cpu.split_cpus)."""
     plan = {m: p for m, p in PLANS["quick" if quick else "full"].items() if not models or m in models}
     load_before = os.getloadavg()
     quix = ensure_quix_venv(log) if not only or {"quix", "quix_n"} & set(only) else None
@@ -106,6 +122,12 @@ def run(
     floors: dict[str, dict[str, Any]] = {}
     groups = ["+".join(group) for group in process_groups(ROLES, layout, available_cpus())]
     processes = len(groups)  # the grouped peers run this many copies
+    split = split_cpus(load_cpus)
+    log(
+        f"designs on cores {sorted(split.design)}, the latency generator and reader on {sorted(split.load)}"
+        if split
+        else "designs, the latency generator and reader share every core (--load-cpus N to split them)"
+    )
 
     def ceiling(model: str, events: int) -> None:
         """Measured right before the pipeline's run of the same model, between its legs and right after
@@ -133,12 +155,20 @@ def run(
                     continue
                 if design == "pipeline":
                     between = functools.partial(ceiling, model, phase.events)
-                    runs.append(run_design(bootstrap, design, model, batch, phase, log, layout, between, processes))
+                    runs.append(
+                        run_design(bootstrap, design, model, batch, phase, log, layout, between, processes, split)
+                    )
                     ceiling(model, phase.events)
                 else:
                     seconds = 0.0 if quick and design in QUICK_NO_LATENCY else phase.seconds
-                    design_phase = Phase(phase.events, phase.rate, seconds)
-                    runs.append(run_design(bootstrap, design, model, batch, design_phase, log, layout, None, processes))
+                    mine = next((r for r in runs if r.design == "pipeline" and r.model == model), None)
+                    shared = phase.curve and mine is not None and not mine.error
+                    shared = shared and (not quick or design in QUICK_SHARED_CURVE)
+                    rates = tuple(mine.events_per_s * f for f in SHARED_CURVE) if shared and mine else ()
+                    design_phase = Phase(phase.events, phase.rate, seconds, rates=rates)
+                    runs.append(
+                        run_design(bootstrap, design, model, batch, design_phase, log, layout, None, processes, split)
+                    )
             if model not in samples:
                 ceiling(model, phase.events)
     result: dict[str, Any] = {
@@ -157,6 +187,7 @@ def run(
             "load_after": [round(x, 2) for x in os.getloadavg()],
         },
         "pipeline_process_per_role": layout,
+        "cpu_split": {"design": sorted(split.design), "load": sorted(split.load)} if split else None,
         "pipeline_processes": groups,
         "cpu": "utime+stime of the design's whole process tree (children included) from /proc, read right before "
         "the backlog is released and right after its last output; per event: over the backlog's events",
@@ -166,11 +197,13 @@ def run(
         "runs": [r.as_dict() for r in runs],
         "targets": TARGETS,
         "commit_interval_ms": Settings().commit_interval_ms,
+        "batch_max_wait_ms": Settings().batch_max_wait_ms,
     }
     result["ratios"] = ratios(result)
     result["cpu_ratios"] = cpu_ratios(result)
     result["floor_ratios"] = floor_ratios(result)
     result["eos_p99_added_ms"] = eos_p99_added_ms(result)
+    result["p99_over_raw_two_hop_ms"] = latency_vs_raw(result)
     return result
 
 
@@ -191,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--designs", help="comma-separated subset of: " + ", ".join(DESIGNS))
     parser.add_argument(
+        "--load-cpus",
+        type=int,
+        help="cores of their own for the latency generator and reader, the designs on the rest "
+        "(default: 1 on a host of 4 or more cores, else 0: all share every core)",
+    )
+    parser.add_argument(
         "--scale", action="store_true", help="only the sizing run: 1, 2 and 3 pipeline workers (bench/scale.py)"
     )
     args = parser.parse_args(argv)
@@ -208,7 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
     if args.scale:
         return _scale(args.quick, args.batch_size, log, split(args.models) or ["tiny", "minilm-l6"], out, started)
-    result = run(args.quick, args.batch_size, log, split(args.models), split(args.designs), args.process_per_role)
+    result = run(
+        args.quick,
+        args.batch_size,
+        log,
+        split(args.models),
+        split(args.designs),
+        args.process_per_role,
+        args.load_cpus,
+    )
     result["duration_s"] = round(time.monotonic() - started, 1)
     text = json.dumps(result, indent=2)
     (out / "bench.json").write_text(text)

@@ -13,6 +13,7 @@ Latency: with the design running and idle, a generator in this process offers re
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import time
 import uuid
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from bench.cpu import TICKS_PER_S, process_ticks
 from bench.reader import Arrival, read_arrivals
 from bench.workload import input_producer, requests_for
 from pipeline.config import Settings
@@ -66,6 +68,11 @@ class LatencyPoint:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    # CPU of the load's own parts over the window (first send to last receipt), in % of one core: the
+    # generator (the bench's process: encoding, producing) and the latency reader (its own process). On a
+    # host whose cores the design shares with them, what they take is what the design did not get.
+    generator_cpu_pct: float = 0.0
+    reader_cpu_pct: float = 0.0
 
 
 class Watermarks:
@@ -200,6 +207,14 @@ class ArrivalReader:
                     got[key] = at
         return got
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid or 0
+
+    def cpu_seconds(self) -> float:
+        """CPU the reader process has spent (``/proc``), 0 once it is gone."""
+        return (process_ticks(self.pid) or 0) / TICKS_PER_S
+
     def close(self) -> None:
         self._stop.set()
         self._proc.join(timeout=10)
@@ -243,6 +258,7 @@ class Generator:
         n = max(min_events, int(rate * seconds))
         requests = requests_for(self.model, n, seed)
         created: dict[bytes, int] = {}
+        own_before, reader_before = _own_cpu_s(), reader.cpu_seconds()
         started = time.perf_counter()
         i = 0
         while i < n:
@@ -260,6 +276,9 @@ class Generator:
         sent_s = time.perf_counter() - started
         self._producer.flush(30)
         got = reader.collect(set(created), timeout_s=max(30.0, 3 * seconds))
+        window_s = max(time.perf_counter() - started, 1e-3)
+        generator_pct = 100 * (_own_cpu_s() - own_before) / window_s
+        reader_pct = 100 * (reader.cpu_seconds() - reader_before) / window_s
         lat = np.array([at * 1000.0 - created[key] for key, at in got.items()]) if got else np.array([np.nan])
         return LatencyPoint(
             offered_per_s=rate,
@@ -270,4 +289,12 @@ class Generator:
             p95_ms=float(np.percentile(lat, 95)),
             p99_ms=float(np.percentile(lat, 99)),
             max_ms=float(np.max(lat)),
+            generator_cpu_pct=generator_pct,
+            reader_cpu_pct=reader_pct,
         )
+
+
+def _own_cpu_s() -> float:
+    """This process's CPU seconds, every thread (the generator's producer threads included)."""
+    t = os.times()
+    return t.user + t.system

@@ -5,11 +5,13 @@ the clean-up."""
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.cpu import CpuSplit, pin
 from bench.designs import DesignProcess, command, groups
 from bench.measure import ArrivalReader, DesignFailed, Generator, LatencyPoint, Throughput, drain_backlog, wait_ready
 from bench.workload import backlog, fresh_settings, release
@@ -32,7 +34,10 @@ class DesignRun:
     model_busy: float = 0.0  # share of the span the model was running (see measure.Throughput)
     peak_rss_mb: float = 0.0
     latency: LatencyPoint | None = None  # at the model's common offered rate
-    curve: list[LatencyPoint] = field(default_factory=list)  # the pipeline's latency against load
+    # Latency against load: the pipeline's at fractions of its own maximum; every other design's at the
+    # same absolute rates (the phase's ``rates``), so that the curves compare at equal offered load.
+    curve: list[LatencyPoint] = field(default_factory=list)
+    above_maximum: list[float] = field(default_factory=list)  # rates of ``rates`` over the design's maximum
     legs_events_per_s: list[float] = field(default_factory=list)  # every leg's events/s, in run order
     error: str | None = None
 
@@ -48,6 +53,7 @@ class Phase:
     rate: float  # the offered rate every design sees for its latency figures
     seconds: float  # each latency window (0: no latency figures)
     curve: Sequence[float] = ()  # fractions of the measured maximum (the pipeline's curve)
+    rates: Sequence[float] = ()  # absolute offered rates (another design's points on the pipeline's curve)
     # Backlogs drained one after the other, each by a fresh process on fresh topics; events/s is the
     # median leg's. With ``between`` (run_design) a ceiling is sampled between legs, so that a design
     # compared with its ceiling on a noisy host is compared with samples taken around each of its legs.
@@ -64,10 +70,12 @@ def run_design(
     layout: str = "auto",
     between: Callable[[], None] | None = None,
     processes: int = 1,
+    split: CpuSplit | None = None,
 ) -> DesignRun:
     """Every leg of ``phase`` (``between`` runs between two legs), the latency figures after the last;
     ``result`` takes the median leg. A failed leg ends the run with ``result.error`` saying how.
-    ``processes`` is the pipeline's process count (a grouped peer runs that many copies).
+    ``processes`` is the pipeline's process count (a grouped peer runs that many copies); ``split``: the
+    design runs on its cores, the latency generator and reader on the others.
 
     Each leg starts the design on empty topics and waits until its consumer groups are stable (started,
     model loaded, partitions assigned; with several members, every rebalance over), then releases the
@@ -83,7 +91,7 @@ def run_design(
             records = backlog(settings, model, phase.events)
             cmds = command(design, settings, model, batch, layout, processes)
             result.processes = len(cmds) if design not in ("pipeline", "pipeline_eos") else processes
-            with DesignProcess(cmds, settings) as proc:
+            with DesignProcess(cmds, settings, cpus=split.design if split else None) as proc:
                 try:
                     launched = time.monotonic()
                     wait_ready(settings, groups(design, settings, processes), proc.alive)
@@ -109,7 +117,7 @@ def run_design(
                         + (f", leg {len(legs)} of {phase.legs}" if phase.legs > 1 else "")
                     )
                     if latency and phase.seconds > 0:
-                        _measure_latency(settings, model, design, phase, result.events_per_s, result, log)
+                        _measure_latency(settings, model, design, phase, result.events_per_s, result, log, split)
                 except DesignFailed as exc:
                     raise DesignFailed(f"{design}/{model}: {exc}\n--- its output:\n{proc.output()}") from None
                 finally:
@@ -137,11 +145,18 @@ def _measure_latency(
     maximum: float,
     result: DesignRun,
     log: Callable[[str], None],
+    split: CpuSplit | None = None,
 ) -> None:
-    """At the phase's common rate, then at each curve fraction of ``maximum`` (the reported events/s)."""
+    """At the phase's common rate, then at each curve fraction of ``maximum`` (the reported events/s) and at
+    each of the phase's absolute rates. A rate over the design's own maximum is not offered: its backlog
+    would only grow for the window, and the figure would be the window's length, not the design's latency."""
     reader = ArrivalReader(settings)
+    everywhere = frozenset(os.sched_getaffinity(0))
     try:
         generator = Generator(settings, model)
+        if split:  # this process's threads (the generator and its producer's) and the reader's, for the windows
+            pin(os.getpid(), split.load)
+            pin(reader.pid, split.load)
         generator.warm_up(reader)
         result.latency = generator.offer(reader, phase.rate, phase.seconds, seed=100)
         _log_point(log, model, design, result.latency)
@@ -149,14 +164,25 @@ def _measure_latency(
             point = generator.offer(reader, maximum * fraction, phase.seconds, seed=101 + k)
             result.curve.append(point)
             _log_point(log, model, design, point, f"{fraction:.0%} of max")
+        for k, rate in enumerate(phase.rates):
+            if rate > maximum:
+                result.above_maximum.append(rate)
+                log(f"{model:9s} {design:16s} {rate:8,.0f}/s is over its maximum ({maximum:,.0f}/s): not offered")
+                continue
+            point = generator.offer(reader, rate, phase.seconds, seed=111 + k)
+            result.curve.append(point)
+            _log_point(log, model, design, point, "(the pipeline's curve)")
     finally:
         reader.close()
+        if split:
+            pin(os.getpid(), everywhere)
 
 
 def _log_point(log: Callable[[str], None], model: str, design: str, p: LatencyPoint, what: str = "") -> None:
     log(
         f"{model:9s} {design:16s} offered {p.offered_per_s:8,.0f}/s (sent {p.sent_per_s:8,.0f}/s) "
-        f"p50 {p.p50_ms:6.1f} p95 {p.p95_ms:6.1f} p99 {p.p99_ms:7.1f} ms {what}"
+        f"p50 {p.p50_ms:6.1f} p95 {p.p95_ms:6.1f} p99 {p.p99_ms:7.1f} ms, generator {p.generator_cpu_pct:.0f}% "
+        f"reader {p.reader_cpu_pct:.0f}% of a core {what}"
     )
 
 

@@ -81,6 +81,12 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
     maximum = runs[("pipeline", "tiny")]["events_per_s"]
     assert [round(p["offered_per_s"] / maximum, 2) for p in curve] == [0.25, 0.5, 0.75, 1.0]
     assert all(_positive(p["p99_ms"]) for p in curve)
+    assert all(_positive(p["generator_cpu_pct"]) for p in curve)  # the load's own CPU, beside its latency
+    assert _positive(sum(p["reader_cpu_pct"] for p in curve))
+    # The raw loop is offered the pipeline's own rates below its maximum (or says which were over its own).
+    raw = runs[("raw_loop", "tiny")]
+    offered = sorted([p["offered_per_s"] for p in raw["curve"]] + raw["above_maximum"])
+    assert [round(rate / maximum, 2) for rate in offered] == [0.25, 0.5, 0.75]
 
     folder = tmp_path / "results"
     assert (folder / "bench.md").read_text().count("|") > 20

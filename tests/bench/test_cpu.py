@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
-from bench.cpu import TICKS_PER_S, stat_ticks, tree_cpu_seconds
+import pytest
+
+from bench.cpu import TICKS_PER_S, pin, split_cpus, stat_ticks, tree_cpu_seconds
 
 
 def test_the_four_time_fields_are_summed_past_an_awkward_command_name() -> None:
@@ -41,3 +44,40 @@ def test_live_and_reaped_children_count() -> None:
 
 def test_ticks_are_seconds_at_the_kernels_rate() -> None:
     assert TICKS_PER_S >= 100
+
+
+def test_a_split_gives_the_load_the_last_cores_and_none_leaves_every_core_shared() -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    assert split_cpus(0) is None
+    if len(cores) < 2:
+        pytest.skip("one core: nothing to split")
+    split = split_cpus(1)
+    assert split is not None
+    assert split.load == {cores[-1]} and split.design == set(cores[:-1])
+    with pytest.raises(ValueError, match="leave none"):
+        split_cpus(len(cores))
+
+
+def test_pin_moves_every_thread_of_a_process_already_running() -> None:
+    everywhere = frozenset(os.sched_getaffinity(0))
+    started, stop = threading.Event(), threading.Event()
+    seen: list[set[int]] = []
+
+    def worker() -> None:
+        started.set()
+        stop.wait(5)
+        seen.append(os.sched_getaffinity(0))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started.wait(5)
+    one = frozenset({min(everywhere)})
+    try:
+        pin(os.getpid(), one)
+        assert os.sched_getaffinity(0) == one
+    finally:
+        stop.set()
+        thread.join()
+        pin(os.getpid(), everywhere)
+    assert seen == [set(one)]
+    assert os.sched_getaffinity(0) == everywhere

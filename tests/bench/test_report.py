@@ -6,7 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report import TARGETS, cpu_ratios, eos_p99_added_ms, floor_ratios, markdown, plot, ratios
+from bench.report import (
+    TARGETS,
+    cpu_ratios,
+    eos_p99_added_ms,
+    floor_ratios,
+    latency_vs_raw,
+    markdown,
+    plot,
+    ratios,
+)
 
 
 def _run(design: str, model: str, eps: float, error: str | None = None, us: float = 100.0) -> dict[str, Any]:
@@ -111,3 +120,26 @@ def test_cpu_columns_the_floor_and_their_ratios() -> None:
     assert "| tiny | the job alone, no Kafka (the floor) | 1 | 24,000 | 0.83 | 25,000 | 40.0 | 0.50 |" in table
     assert "the floor 40.0 µs CPU/event, the pipeline 80.0, pipeline / floor 2.00" in table
     assert "| tiny_vs_quix_n | 4.00 | - | - | 5.00 |" in table
+
+
+def test_every_designs_latency_at_the_pipelines_rates_and_the_p99_target() -> None:
+    result = _result(pipeline=20_000.0, raw_two_hop=25_000.0, faust_per_event=4_000.0)
+    result["batch_max_wait_ms"] = 20
+    point = {"sent_per_s": 1.0, "events": 100, "received": 100, "p95_ms": 1.0, "max_ms": 1.0}
+    point |= {"generator_cpu_pct": 12.0, "reader_cpu_pct": 3.0}
+    rates = (5_000.0, 10_000.0, 15_000.0)
+    p99s = {"pipeline": (40.0, 90.0, 900.0), "raw_two_hop": (10.0, 30.0, 60.0), "faust_per_event": (300.0,)}
+    for r in result["runs"]:
+        if r["model"] == "tiny" and r["design"] in p99s:
+            mine = p99s[r["design"]]
+            r["curve"] = [
+                dict(point, offered_per_s=rate, p50_ms=p99 / 2, p99_ms=p99)
+                for rate, p99 in zip(rates, mine, strict=False)
+            ]
+            r["above_maximum"] = list(rates[len(mine) :])
+    assert latency_vs_raw(result) == {"25%": 30.0, "50%": 60.0}
+    table = markdown(result)
+    assert "| this pipeline | 20 / 40 | 45 / 90 | 450 / 900 | 12 | 3 |" in table
+    assert "| raw two-hop, plain confluent-kafka + fastavro | 5 / 10 | 15 / 30 | 30 / 60 | 12 | 3 |" in table
+    assert "| Faust, one event at a time | 150 / 300 | over max | over max | 12 | 3 |" in table
+    assert "at 25% +30 ms (met), at 50% +60 ms (missed)" in table
