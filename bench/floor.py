@@ -3,7 +3,7 @@
 Per event, what the two roles must do whatever moves the records (the work at each of the four client
 calls: consume, forward, consume, produce): decode the request and validate it (the input role), encode
 the forward, decode it again without validating (the inference role, as the worker does), run the model
-in batches of the pipeline's size, build the result and encode it. With the pipeline's own codec,
+in batches of the pipeline's size, write the result as the inference role writes it. With the pipeline's own codec,
 validation, model runner and result builder, so that the pipeline / floor ratio measures what the rest
 costs: the clients, the hand-offs, the batching, the commits. CPU is the process's (all its threads: ONNX
 Runtime's too), over repeated passes through the backlog's requests after a warm-up pass;
@@ -23,12 +23,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from bench.job import result_values
 from bench.workload import requests_for
 from pipeline.config import Settings
 from pipeline.model.outcome import Success
 from pipeline.model.service import ModelService
 from pipeline.serde import Codecs, EventCodec
-from pipeline.stages.results import success_result
 
 
 def job_pass(codecs: Codecs, again: EventCodec, models: ModelService, values: list[bytes], batch: int) -> int:
@@ -41,14 +41,11 @@ def job_pass(codecs: Codecs, again: EventCodec, models: ModelService, values: li
         started = time.time()
         outcomes = models.run_batch([((r.get("model") or {}).get("name"), r["payload"]) for r in requests])
         inference_ms = (time.time() - started) * 1000.0
-        for request, outcome in zip(requests, outcomes, strict=True):
+        for outcome in outcomes:
             if not isinstance(outcome, Success):
                 raise RuntimeError(f"the floor's input failed: {outcome}")
-            result = success_result(
-                request, outcome, inference_ms=inference_ms, batch_size=len(requests), worker_id="floor"
-            )
-            codecs.result.encode(result)
-            done += 1
+        answered = list(zip(requests, outcomes, strict=True))
+        done += len(result_values(codecs.result, answered, inference_ms, len(requests), "floor"))
     return done
 
 

@@ -1,6 +1,6 @@
 """The job every baseline does, written once so that the designs differ only in how they move records:
 decode and validate our Avro request with our codec, run the model through the same runner the pipeline
-uses, build and encode our InferenceResult."""
+uses, write our InferenceResult as the inference role writes it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.model.outcome import Success
+from pipeline.model.outcome import ModelInfo, Outcome, Success
 from pipeline.model.service import ModelService
-from pipeline.serde import Codecs, EventError
+from pipeline.serde import Codecs, EventCodec, EventError, now_millis
+from pipeline.serde.result_wire import BatchWire, ResultWire
 from pipeline.stages.results import success_result
 
 
@@ -61,14 +62,51 @@ class Job:
         started = time.time()
         outcomes = iter(self.models.run_batch([((r.get("model") or {}).get("name"), r["payload"]) for r in good]))
         inference_ms = (time.time() - started) * 1000.0
-        out: list[bytes | None] = []
-        for request in requests:
-            outcome = next(outcomes) if request is not None else None
-            if request is None or not isinstance(outcome, Success):
-                out.append(None)
-                continue
+        answered = [(r, next(outcomes) if r is not None else None) for r in requests]
+        return result_values(self.codecs.result, answered, inference_ms, len(good), self.worker_id)
+
+
+def result_values(
+    codec: EventCodec,
+    answered: Sequence[tuple[dict[str, Any] | None, Outcome | None]],
+    inference_ms: float,
+    batch_size: int,
+    worker_id: str,
+) -> list[bytes | None]:
+    """Each request's encoded result (None where there is none), written as the inference role writes
+    them: straight to bytes (``ResultWire``) while the codec writes the schema it knows, else built and
+    encoded by the codec."""
+    wire = ResultWire.for_codec(codec, codec.topic or "")
+    batches: dict[ModelInfo, BatchWire] = {}
+    out: list[bytes | None] = []
+    for request, outcome in answered:
+        if request is None or not isinstance(outcome, Success):
+            out.append(None)
+        elif wire is None:
             result = success_result(
-                request, outcome, inference_ms=inference_ms, batch_size=len(good), worker_id=self.worker_id
+                request, outcome, inference_ms=inference_ms, batch_size=batch_size, worker_id=worker_id
             )
-            out.append(self.codecs.result.encode(result))
-        return out
+            out.append(codec.encode(result))
+        else:
+            info = outcome.model
+            batch = batches.get(info)
+            if batch is None:
+                batch = batches[info] = wire.batch(
+                    model=info.name,
+                    version=info.version,
+                    provider=info.provider,
+                    inference_ms=inference_ms,
+                    batch_size=batch_size,
+                    worker_id=worker_id,
+                )
+            out.append(
+                batch.write(
+                    request,
+                    embedding=outcome.embedding,
+                    outputs=outcome.outputs,
+                    truncated=outcome.truncated,
+                    queued_ms=0.0,
+                    completed_at=now_millis(),
+                )
+            )
+    return out

@@ -73,6 +73,11 @@ class LatencyPoint:
     # host whose cores the design shares with them, what they take is what the design did not get.
     generator_cpu_pct: float = 0.0
     reader_cpu_pct: float = 0.0
+    # The design's own CPU over the same window: in % of one core, and per event offered. At a rate below
+    # its maximum a design's batches are smaller than a backlog's, and what each event costs then is what
+    # decides where its latency turns up.
+    design_cpu_pct: float = 0.0
+    design_cpu_us_per_event: float = 0.0
 
 
 class Watermarks:
@@ -252,13 +257,21 @@ class Generator:
             raise DesignFailed("no output for the warm-up requests")
 
     def offer(
-        self, reader: ArrivalReader, rate: float, seconds: float, seed: int, min_events: int = 100
+        self,
+        reader: ArrivalReader,
+        rate: float,
+        seconds: float,
+        seed: int,
+        min_events: int = 100,
+        design_cpu: Callable[[], float] | None = None,
     ) -> LatencyPoint:
-        """Offer ``rate`` events/s for ``seconds`` (``min_events`` at least); latency per output."""
+        """Offer ``rate`` events/s for ``seconds`` (``min_events`` at least); latency per output.
+        ``design_cpu``: the design's CPU seconds so far, read at both ends of the window."""
         n = max(min_events, int(rate * seconds))
         requests = requests_for(self.model, n, seed)
         created: dict[bytes, int] = {}
         own_before, reader_before = _own_cpu_s(), reader.cpu_seconds()
+        design_before = design_cpu() if design_cpu else 0.0
         started = time.perf_counter()
         i = 0
         while i < n:
@@ -279,6 +292,7 @@ class Generator:
         window_s = max(time.perf_counter() - started, 1e-3)
         generator_pct = 100 * (_own_cpu_s() - own_before) / window_s
         reader_pct = 100 * (reader.cpu_seconds() - reader_before) / window_s
+        design_s = design_cpu() - design_before if design_cpu else 0.0
         lat = np.array([at * 1000.0 - created[key] for key, at in got.items()]) if got else np.array([np.nan])
         return LatencyPoint(
             offered_per_s=rate,
@@ -291,6 +305,8 @@ class Generator:
             max_ms=float(np.max(lat)),
             generator_cpu_pct=generator_pct,
             reader_cpu_pct=reader_pct,
+            design_cpu_pct=100 * design_s / window_s,
+            design_cpu_us_per_event=1e6 * design_s / n,
         )
 
 

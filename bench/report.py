@@ -232,8 +232,10 @@ def _curve_rows(result: dict[str, Any], model: str) -> list[str]:
     lines = [
         "",
         f"Latency against load ({model}): p50 / p99 ms at the same offered rates, fractions of the pipeline's "
-        f"maximum ({mine['events_per_s']:,.0f} events/s); `over max`: above the design's own maximum, not "
-        "offered. Generator and reader: the load's own CPU, in % of one core, over the windows (range).",
+        f"maximum ({mine['events_per_s']:,.0f} events/s), and in brackets the design's CPU per event offered "
+        "over the window (a backlog's batches are full, a stream's are not); `over max`: above the design's own "
+        "maximum, not offered. Generator and reader: the load's own CPU, in % of one core, over the windows "
+        "(range).",
         "",
         f"| design | {head} | generator % | reader % |",
         "| --- |" + " ---: |" * (len(rates) + 2),
@@ -245,7 +247,8 @@ def _curve_rows(result: dict[str, Any], model: str) -> list[str]:
         for rate in rates:
             p = _at(r, rate)
             over = any(abs(x - rate) <= 0.01 * rate for x in r.get("above_maximum", []))
-            cells.append(f"{p['p50_ms']:,.0f} / {p['p99_ms']:,.0f}" if p else "over max" if over else "-")
+            cpu = f" ({p['design_cpu_us_per_event']:,.0f} µs)" if p and p.get("design_cpu_us_per_event") else ""
+            cells.append(f"{p['p50_ms']:,.0f} / {p['p99_ms']:,.0f}{cpu}" if p else "over max" if over else "-")
         gen = [p.get("generator_cpu_pct", 0.0) for p in r.get("curve", [])]
         rd = [p.get("reader_cpu_pct", 0.0) for p in r.get("curve", [])]
         lines.append(f"| {NAMES.get(r['design'], r['design'])} | {' | '.join(cells)} | {_span(gen)} | {_span(rd)} |")

@@ -117,7 +117,9 @@ def run_design(
                         + (f", leg {len(legs)} of {phase.legs}" if phase.legs > 1 else "")
                     )
                     if latency and phase.seconds > 0:
-                        _measure_latency(settings, model, design, phase, result.events_per_s, result, log, split)
+                        _measure_latency(
+                            settings, model, design, phase, result.events_per_s, result, log, split, proc.cpu_seconds
+                        )
                 except DesignFailed as exc:
                     raise DesignFailed(f"{design}/{model}: {exc}\n--- its output:\n{proc.output()}") from None
                 finally:
@@ -146,6 +148,7 @@ def _measure_latency(
     result: DesignRun,
     log: Callable[[str], None],
     split: CpuSplit | None = None,
+    design_cpu: Callable[[], float] | None = None,
 ) -> None:
     """At the phase's common rate, then at each curve fraction of ``maximum`` (the reported events/s) and at
     each of the phase's absolute rates. A rate over the design's own maximum is not offered: its backlog
@@ -158,10 +161,10 @@ def _measure_latency(
             pin(os.getpid(), split.load)
             pin(reader.pid, split.load)
         generator.warm_up(reader)
-        result.latency = generator.offer(reader, phase.rate, phase.seconds, seed=100)
+        result.latency = generator.offer(reader, phase.rate, phase.seconds, seed=100, design_cpu=design_cpu)
         _log_point(log, model, design, result.latency)
         for k, fraction in enumerate(phase.curve):
-            point = generator.offer(reader, maximum * fraction, phase.seconds, seed=101 + k)
+            point = generator.offer(reader, maximum * fraction, phase.seconds, seed=101 + k, design_cpu=design_cpu)
             result.curve.append(point)
             _log_point(log, model, design, point, f"{fraction:.0%} of max")
         for k, rate in enumerate(phase.rates):
@@ -169,7 +172,7 @@ def _measure_latency(
                 result.above_maximum.append(rate)
                 log(f"{model:9s} {design:16s} {rate:8,.0f}/s is over its maximum ({maximum:,.0f}/s): not offered")
                 continue
-            point = generator.offer(reader, rate, phase.seconds, seed=111 + k)
+            point = generator.offer(reader, rate, phase.seconds, seed=111 + k, design_cpu=design_cpu)
             result.curve.append(point)
             _log_point(log, model, design, point, "(the pipeline's curve)")
     finally:
@@ -181,8 +184,9 @@ def _measure_latency(
 def _log_point(log: Callable[[str], None], model: str, design: str, p: LatencyPoint, what: str = "") -> None:
     log(
         f"{model:9s} {design:16s} offered {p.offered_per_s:8,.0f}/s (sent {p.sent_per_s:8,.0f}/s) "
-        f"p50 {p.p50_ms:6.1f} p95 {p.p95_ms:6.1f} p99 {p.p99_ms:7.1f} ms, generator {p.generator_cpu_pct:.0f}% "
-        f"reader {p.reader_cpu_pct:.0f}% of a core {what}"
+        f"p50 {p.p50_ms:6.1f} p95 {p.p95_ms:6.1f} p99 {p.p99_ms:7.1f} ms; CPU: design {p.design_cpu_pct:.0f}% "
+        f"({p.design_cpu_us_per_event:,.0f} µs/event), generator {p.generator_cpu_pct:.0f}%, reader "
+        f"{p.reader_cpu_pct:.0f}% of a core {what}"
     )
 
 

@@ -220,6 +220,10 @@ class EventCodec:
             pass
         return EncodeError(ErrorCode.INVALID_DATUM, f"cannot encode {self.writer_schema.label}: {detail}")
 
+    def header(self, topic: str | None = None) -> bytes:
+        """The framing's header for records written to ``topic``: what :meth:`encode` puts before the body."""
+        return self._so_header if self.framing == "single-object" else self._confluent_header(topic)
+
     def _confluent_header(self, topic: str | None) -> bytes:
         name = topic or self.topic
         if name is None:

@@ -26,9 +26,10 @@ from pipeline.kafka.batching import Batch, InRecord
 from pipeline.kafka.records import OutRecord
 from pipeline.model.breaker import CircuitBreaker
 from pipeline.model.errors import ModelUnavailable
-from pipeline.model.outcome import Outcome, Success
+from pipeline.model.outcome import ModelInfo, Outcome, Success
 from pipeline.observability.metrics import Metrics
-from pipeline.serde import ErrorCode, EventCodec, EventError, Failure, Stage
+from pipeline.serde import ErrorCode, EventCodec, EventError, Failure, Stage, now_millis
+from pipeline.serde.result_wire import BatchWire, ResultWire
 from pipeline.stages.failures import FailureRouter, trace_headers
 from pipeline.stages.hooks import HookFailed, HookRegistry
 from pipeline.stages.results import success_result
@@ -73,6 +74,10 @@ class InferenceStage:
     batch_size: int = 32  # events per model run; an item from the reader may hold several model batches
     role: str = "inference"
 
+    def __post_init__(self) -> None:
+        # Results written straight to their bytes while the codec writes the schema that writer knows.
+        self._wire = ResultWire.for_codec(self.result_codec, self.output_topic)
+
     async def process(self, batch: Batch) -> list[OutRecord]:
         batch_id = f"inference-{batch.ticket.id}"
         started_batch = time.perf_counter()
@@ -107,8 +112,9 @@ class InferenceStage:
             self.metrics.inference_seconds.labels(self.models.default_model).observe(inference_ms / 1000.0)
             await self._check_model(chunk, outcomes)
             encode_started = time.perf_counter()
+            wires: dict[ModelInfo, BatchWire] = {}  # the chunk's constant parts, per model that answered
             for item, outcome in zip(chunk, outcomes, strict=True):
-                out.extend(self._answer(item, outcome, began, inference_ms, len(chunk), batch_id, results))
+                out.extend(self._answer(item, outcome, began, inference_ms, len(chunk), batch_id, results, wires))
             self.metrics.stage_seconds.labels("encode").observe(time.perf_counter() - encode_started)
         for model, n in results.items():
             self.metrics.results.labels(model).inc(n)
@@ -150,6 +156,7 @@ class InferenceStage:
         batch_size: int,
         batch_id: str,
         results: dict[str, int],
+        wires: dict[ModelInfo, BatchWire],
     ) -> tuple[OutRecord, ...]:
         """The event's result, or its error event and dead letter."""
         request, msg = item.request, item.msg
@@ -158,9 +165,36 @@ class InferenceStage:
             failure = dataclasses.replace(outcome, event_id=event_id, model=item.model, retryable=False)
             return self.failures.route(msg, failure, batch_id)
         assert isinstance(outcome, Success)
+        ts_type, ts = msg.timestamp()
+        queued_ms = max(0.0, started * 1000.0 - ts) if ts_type and ts > 0 else 0.0
+        if self._wire is not None and not self.hooks.post_process:
+            wire = wires.get(outcome.model)
+            if wire is None:  # outside the event's failure: a registry that cannot answer retries the batch
+                info = outcome.model
+                wire = wires[info] = self._wire.batch(
+                    model=info.name,
+                    version=info.version,
+                    provider=info.provider,
+                    inference_ms=inference_ms,
+                    batch_size=batch_size,
+                    worker_id=self.worker_id,
+                )
+            try:
+                value = wire.write(
+                    request,
+                    embedding=outcome.embedding,
+                    outputs=outcome.outputs,
+                    truncated=outcome.truncated,
+                    queued_ms=queued_ms,
+                    completed_at=now_millis(),
+                )
+            except EventError as exc:  # a result too large to write
+                failure = dataclasses.replace(exc.failure(), event_id=event_id, model=item.model)
+                return self.failures.route(msg, failure, batch_id)
+            except Exception as exc:
+                return self._unbuilt(item, exc, batch_id)
+            return self._result(item, value, event_id, results)
         try:
-            ts_type, ts = msg.timestamp()
-            queued_ms = max(0.0, started * 1000.0 - ts) if ts_type and ts > 0 else 0.0
             result = success_result(
                 request,
                 outcome,
@@ -170,9 +204,7 @@ class InferenceStage:
                 worker_id=self.worker_id,
             )
         except Exception as exc:
-            message = f"the result could not be built: {type(exc).__name__}: {exc}"
-            failure = Failure(Stage.OUTPUT, ErrorCode.OUTPUT_FAILED, message, exception=exc)
-            return self.failures.route(msg, dataclasses.replace(failure, event_id=event_id, model=item.model), batch_id)
+            return self._unbuilt(item, exc, batch_id)
         if self.hooks.post_process:
             try:
                 result = self.hooks.run_post(request, result)
@@ -183,6 +215,22 @@ class InferenceStage:
         except EventError as exc:  # a hook's return value the schema refuses, or a result too large
             failure = dataclasses.replace(exc.failure(), event_id=event_id, model=item.model)
             return self.failures.route(msg, failure, batch_id)
+        return self._result(item, value, event_id, results)
+
+    def _unbuilt(self, item: _Item, exc: Exception, batch_id: str) -> tuple[OutRecord, ...]:
+        message = f"the result could not be built: {type(exc).__name__}: {exc}"
+        failure = Failure(
+            Stage.OUTPUT,
+            ErrorCode.OUTPUT_FAILED,
+            message,
+            exception=exc,
+            event_id=item.request.get("event_id"),
+            model=item.model,
+        )
+        return self.failures.route(item.msg, failure, batch_id)
+
+    def _result(self, item: _Item, value: bytes, event_id: Any, results: dict[str, int]) -> tuple[OutRecord, ...]:
+        msg = item.msg
         results[item.model] = results.get(item.model, 0) + 1
         key = msg.key()
         return (

@@ -83,6 +83,7 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
     assert all(_positive(p["p99_ms"]) for p in curve)
     assert all(_positive(p["generator_cpu_pct"]) for p in curve)  # the load's own CPU, beside its latency
     assert _positive(sum(p["reader_cpu_pct"] for p in curve))
+    assert all(_positive(p["design_cpu_us_per_event"]) for p in curve)
     # The raw loop is offered the pipeline's own rates below its maximum (or says which were over its own).
     raw = runs[("raw_loop", "tiny")]
     offered = sorted([p["offered_per_s"] for p in raw["curve"]] + raw["above_maximum"])

@@ -126,7 +126,7 @@ def test_every_designs_latency_at_the_pipelines_rates_and_the_p99_target() -> No
     result = _result(pipeline=20_000.0, raw_two_hop=25_000.0, faust_per_event=4_000.0)
     result["batch_max_wait_ms"] = 20
     point = {"sent_per_s": 1.0, "events": 100, "received": 100, "p95_ms": 1.0, "max_ms": 1.0}
-    point |= {"generator_cpu_pct": 12.0, "reader_cpu_pct": 3.0}
+    point |= {"generator_cpu_pct": 12.0, "reader_cpu_pct": 3.0, "design_cpu_us_per_event": 150.0}
     rates = (5_000.0, 10_000.0, 15_000.0)
     p99s = {"pipeline": (40.0, 90.0, 900.0), "raw_two_hop": (10.0, 30.0, 60.0), "faust_per_event": (300.0,)}
     for r in result["runs"]:
@@ -139,7 +139,7 @@ def test_every_designs_latency_at_the_pipelines_rates_and_the_p99_target() -> No
             r["above_maximum"] = list(rates[len(mine) :])
     assert latency_vs_raw(result) == {"25%": 30.0, "50%": 60.0}
     table = markdown(result)
-    assert "| this pipeline | 20 / 40 | 45 / 90 | 450 / 900 | 12 | 3 |" in table
-    assert "| raw two-hop, plain confluent-kafka + fastavro | 5 / 10 | 15 / 30 | 30 / 60 | 12 | 3 |" in table
-    assert "| Faust, one event at a time | 150 / 300 | over max | over max | 12 | 3 |" in table
+    assert "| this pipeline | 20 / 40 (150 µs) | 45 / 90 (150 µs) | 450 / 900 (150 µs) | 12 | 3 |" in table
+    assert "| raw two-hop, plain confluent-kafka + fastavro | 5 / 10 (150 µs) | 15 / 30 (150 µs) |" in table
+    assert "| Faust, one event at a time | 150 / 300 (150 µs) | over max | over max | 12 | 3 |" in table
     assert "at 25% +30 ms (met), at 50% +60 ms (missed)" in table
