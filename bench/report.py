@@ -366,7 +366,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
             continue
         points = sorted(r["curve"], key=lambda p: p["offered_per_s"])
         x = [100 * p["offered_per_s"] / mine["events_per_s"] for p in points]
-        curve.plot(x, [p["p99_ms"] for p in points], marker="o", label=f"{NAMES.get(r['design'], r['design'])} p99")
+        color = f"C{designs.index(r['design']) % 10}" if r["design"] in designs else None  # as its bar
+        label = f"{NAMES.get(r['design'], r['design'])} p99"
+        curve.plot(x, [p["p99_ms"] for p in points], marker="o", color=color, label=label)
     curve.set_xlabel("offered load (% of the pipeline's maximum events/s)")
     curve.set_ylabel("end-to-end latency (ms)")
     curve.set_yscale("log")
