@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.model.outcome import ModelInfo, Outcome, Success
+from pipeline.model.outcome import Outcome, Success
 from pipeline.model.service import ModelService
 from pipeline.serde import Codecs, EventCodec, EventError, now_millis
-from pipeline.serde.result_wire import BatchWire, ResultWire
+from pipeline.serde.result_wire import ResultWire
 from pipeline.stages.results import success_result
 
 
@@ -77,30 +77,20 @@ def result_values(
     them: straight to bytes (``ResultWire``) while the codec writes the schema it knows, else built and
     encoded by the codec."""
     wire = ResultWire.for_codec(codec, codec.topic or "")
-    batches: dict[ModelInfo, BatchWire] = {}
+    wires = wire.chunk(inference_ms=inference_ms, batch_size=batch_size, worker_id=worker_id) if wire else None
     out: list[bytes | None] = []
     for request, outcome in answered:
         if request is None or not isinstance(outcome, Success):
             out.append(None)
-        elif wire is None:
+        elif wires is None:
             result = success_result(
                 request, outcome, inference_ms=inference_ms, batch_size=batch_size, worker_id=worker_id
             )
             out.append(codec.encode(result))
         else:
             info = outcome.model
-            batch = batches.get(info)
-            if batch is None:
-                batch = batches[info] = wire.batch(
-                    model=info.name,
-                    version=info.version,
-                    provider=info.provider,
-                    inference_ms=inference_ms,
-                    batch_size=batch_size,
-                    worker_id=worker_id,
-                )
             out.append(
-                batch.write(
+                wires.for_model(info.name, info.version, info.provider).write(
                     request,
                     embedding=outcome.embedding,
                     outputs=outcome.outputs,

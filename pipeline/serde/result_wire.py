@@ -99,6 +99,10 @@ class ResultWire:
         """None when the codec writes any other schema: its results go through the codec."""
         return cls(codec, topic) if codec.writer_schema.fingerprint == RESULT_V1_FINGERPRINT else None
 
+    def chunk(self, *, inference_ms: float, batch_size: int, worker_id: str) -> ChunkWire:
+        """The writers of one model batch's results, one per model that answered in it."""
+        return ChunkWire(self, inference_ms, batch_size, worker_id)
+
     def batch(
         self, *, model: str, version: str, provider: str, inference_ms: float, batch_size: int, worker_id: str
     ) -> BatchWire:
@@ -111,6 +115,31 @@ class ResultWire:
             long_bytes(int(batch_size)) + string_bytes(worker_id),
             self._codec.max_message_bytes,
         )
+
+
+class ChunkWire:
+    """A model batch's results, whichever models answered it: each model's constant parts written once."""
+
+    __slots__ = ("_batch_size", "_batches", "_inference_ms", "_wire", "_worker_id")
+
+    def __init__(self, wire: ResultWire, inference_ms: float, batch_size: int, worker_id: str) -> None:
+        self._wire, self._inference_ms, self._batch_size, self._worker_id = wire, inference_ms, batch_size, worker_id
+        self._batches: dict[tuple[str, str, str], BatchWire] = {}
+
+    def for_model(self, model: str, version: str, provider: str) -> BatchWire:
+        """The writer of this model's results in the batch (see :meth:`ResultWire.batch` for what may raise)."""
+        key = (model, version, provider)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = self._wire.batch(
+                model=model,
+                version=version,
+                provider=provider,
+                inference_ms=self._inference_ms,
+                batch_size=self._batch_size,
+                worker_id=self._worker_id,
+            )
+        return batch
 
 
 class BatchWire:

@@ -26,10 +26,10 @@ from pipeline.kafka.batching import Batch, InRecord
 from pipeline.kafka.records import OutRecord
 from pipeline.model.breaker import CircuitBreaker
 from pipeline.model.errors import ModelUnavailable
-from pipeline.model.outcome import ModelInfo, Outcome, Success
+from pipeline.model.outcome import Outcome, Success
 from pipeline.observability.metrics import Metrics
 from pipeline.serde import ErrorCode, EventCodec, EventError, Failure, Stage, now_millis
-from pipeline.serde.result_wire import BatchWire, ResultWire
+from pipeline.serde.result_wire import ChunkWire, ResultWire
 from pipeline.stages.failures import FailureRouter, trace_headers
 from pipeline.stages.hooks import HookFailed, HookRegistry
 from pipeline.stages.results import success_result
@@ -112,7 +112,9 @@ class InferenceStage:
             self.metrics.inference_seconds.labels(self.models.default_model).observe(inference_ms / 1000.0)
             await self._check_model(chunk, outcomes)
             encode_started = time.perf_counter()
-            wires: dict[ModelInfo, BatchWire] = {}  # the chunk's constant parts, per model that answered
+            wires = None
+            if self._wire is not None and not self.hooks.post_process:  # a hook's result needs the codec
+                wires = self._wire.chunk(inference_ms=inference_ms, batch_size=len(chunk), worker_id=self.worker_id)
             for item, outcome in zip(chunk, outcomes, strict=True):
                 out.extend(self._answer(item, outcome, began, inference_ms, len(chunk), batch_id, results, wires))
             self.metrics.stage_seconds.labels("encode").observe(time.perf_counter() - encode_started)
@@ -156,7 +158,7 @@ class InferenceStage:
         batch_size: int,
         batch_id: str,
         results: dict[str, int],
-        wires: dict[ModelInfo, BatchWire],
+        wires: ChunkWire | None,
     ) -> tuple[OutRecord, ...]:
         """The event's result, or its error event and dead letter."""
         request, msg = item.request, item.msg
@@ -167,18 +169,9 @@ class InferenceStage:
         assert isinstance(outcome, Success)
         ts_type, ts = msg.timestamp()
         queued_ms = max(0.0, started * 1000.0 - ts) if ts_type and ts > 0 else 0.0
-        if self._wire is not None and not self.hooks.post_process:
-            wire = wires.get(outcome.model)
-            if wire is None:  # outside the event's failure: a registry that cannot answer retries the batch
-                info = outcome.model
-                wire = wires[info] = self._wire.batch(
-                    model=info.name,
-                    version=info.version,
-                    provider=info.provider,
-                    inference_ms=inference_ms,
-                    batch_size=batch_size,
-                    worker_id=self.worker_id,
-                )
+        if wires is not None:
+            info = outcome.model  # outside the event's failure: a registry that cannot answer retries the batch
+            wire = wires.for_model(info.name, info.version, info.provider)
             try:
                 value = wire.write(
                     request,

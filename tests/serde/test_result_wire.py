@@ -178,3 +178,23 @@ def test_longs_are_zigzag_varints() -> None:
         b"\x80\x01",
         b"\x81\x01",
     ]
+
+
+def test_a_chunk_writes_each_models_results_with_that_models_constants() -> None:
+    codec = _codec()
+    wire = ResultWire.for_codec(codec, "pipeline.output")
+    assert wire is not None
+    chunk = wire.chunk(inference_ms=2.25, batch_size=32, worker_id="w1")
+    other = ModelInfo("minilm-l6", "2", "CPUExecutionProvider")
+    for info in (INFO, other, INFO):
+        outcome = Success(info, embedding=np.ones(2, dtype=np.float32))
+        direct = chunk.for_model(info.name, info.version, info.provider).write(
+            REQUEST,
+            embedding=outcome.embedding,
+            outputs=outcome.outputs,
+            truncated=False,
+            queued_ms=1.5,
+            completed_at=1_764_000_000_123,
+        )
+        assert direct == _both(codec, outcome, REQUEST)[1]
+    assert chunk.for_model(INFO.name, INFO.version, INFO.provider) is chunk.for_model("tiny", "1", INFO.provider)
