@@ -13,7 +13,6 @@ result a post-process hook has changed, goes through the codec.
 from __future__ import annotations
 
 import struct
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 from pipeline.serde.codec import EventCodec
 from pipeline.serde.codes import ErrorCode
 from pipeline.serde.errors import EncodeError
+from pipeline.serde.tensors import little_endian_bytes
 
 # The Parsing Canonical Form fingerprint (CRC-64-AVRO) of schemas/inference_result/v1.avsc: docs and
 # logical types aside, the layout this module writes.
@@ -29,7 +29,6 @@ RESULT_V1_FINGERPRINT = bytes.fromhex("9379de9ead647385")
 
 _DOUBLE = struct.Struct("<d").pack
 _FLOAT32_LE = np.dtype("<f4")
-_LITTLE = sys.byteorder == "little"
 _NULL, _SECOND = b"\x00", b"\x02"  # union branch 0 (null; an embedding), branch 1 (a string; tensors)
 _FALSE, _TRUE = b"\x00", b"\x01"
 _END = b"\x00"  # an array's last block: count 0
@@ -70,14 +69,9 @@ def output_bytes(embedding: np.ndarray | None, outputs: Mapping[str, np.ndarray]
         return _SECOND + _END
     parts = [_SECOND, long_bytes(len(outputs))]
     for name, array in outputs.items():
-        dtype = array.dtype
-        data = (
-            array.tobytes()
-            if dtype.byteorder in ("<", "=", "|") and _LITTLE
-            else array.astype(dtype.newbyteorder("<")).tobytes()
-        )
+        data = little_endian_bytes(array)
         shape = array.shape
-        parts += (string_bytes(name), string_bytes(dtype.name))
+        parts += (string_bytes(name), string_bytes(array.dtype.name))
         if shape:
             parts += (long_bytes(len(shape)), *(long_bytes(d) for d in shape), _END)
         else:

@@ -7,6 +7,7 @@ read-only views of the message bytes.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,16 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from pipeline.serde.validation import check_tensor, check_tensors
+
+_LITTLE_HOST = sys.byteorder == "little"
+
+
+def little_endian_bytes(array: np.ndarray) -> bytes:
+    """An array's C-order elements as little-endian bytes: ``tobytes`` as it is when they already are."""
+    dtype = array.dtype
+    if dtype.byteorder in ("<", "|") or (dtype.byteorder == "=" and _LITTLE_HOST):
+        return array.tobytes()
+    return array.astype(dtype.newbyteorder("<")).tobytes()
 
 
 def tensor_to_array(tensor: Mapping[str, Any]) -> np.ndarray:
@@ -25,13 +36,8 @@ def tensor_to_array(tensor: Mapping[str, Any]) -> np.ndarray:
 def array_to_tensor(name: str, array: ArrayLike) -> dict[str, Any]:
     """An array -> a wire tensor (little-endian bytes whatever the host's byte order)."""
     arr = np.ascontiguousarray(array)
-    little = arr.dtype.newbyteorder("<")
-    return {
-        "name": name,
-        "dtype": arr.dtype.name,
-        "shape": [int(d) for d in arr.shape],
-        "data": arr.astype(little, copy=False).tobytes(),
-    }
+    shape = [int(d) for d in arr.shape]
+    return {"name": name, "dtype": arr.dtype.name, "shape": shape, "data": little_endian_bytes(arr)}
 
 
 def payload_arrays(payload: Any, *, check_nan: bool = False) -> dict[str, np.ndarray]:

@@ -6,7 +6,6 @@ same output encoding) and differ from the pipeline only in how they move records
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,8 +13,8 @@ import numpy as np
 
 from pipeline.model.outcome import Success
 from pipeline.serde import build_result
+from pipeline.serde.tensors import little_endian_bytes
 
-_LITTLE = sys.byteorder == "little"
 _DTYPE_NAMES: dict[np.dtype[Any], str] = {}
 
 
@@ -53,10 +52,6 @@ def result_output(outcome: Success) -> dict[str, Any]:
         dtype_name = _DTYPE_NAMES.get(dtype)
         if dtype_name is None:
             dtype_name = _DTYPE_NAMES.setdefault(dtype, dtype.name)
-        data = (
-            array.tobytes()
-            if dtype.byteorder in ("<", "=", "|") and _LITTLE
-            else array.astype(dtype.newbyteorder("<")).tobytes()
-        )
+        data = little_endian_bytes(array)
         tensors.append({"name": name, "dtype": dtype_name, "shape": list(array.shape), "data": data})
     return {"tensors": tensors}
