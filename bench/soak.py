@@ -5,8 +5,7 @@ the last, as the benchmark measures it) unless ``--rate`` names one; then a gene
 offers half of it (``--fraction``) for ``--minutes`` (or ``--short`` seconds), and every ``--every``
 (a minute; a sixth of the run in the short mode) each process of the worker is sampled: its resident set
 (``VmRSS`` in ``/proc/<pid>/status``) and its open file descriptors (``/proc/<pid>/fd``). The processes
-are the supervisor, multiprocessing's resource tracker and one process per role; a worker without a
-supervisor is one process.
+are the supervisor and one process per role; a worker without a supervisor is one process.
 
 Broken, and a non-zero exit: a process's RSS, or the sum over the processes, more than ``--tolerance``
 (10%) above its value at the first sample after the first interval (the baseline: start-up and the
@@ -112,23 +111,13 @@ def table(samples: Sequence[Sample], unit: str = "s") -> str:
 
 
 def worker_processes(root: psutil.Process) -> dict[str, int]:
-    """Label → pid for the worker's process tree: ``supervisor`` (or ``worker`` when it runs alone),
-    ``tracker`` (multiprocessing's resource tracker) and one per role, in the order the supervisor starts
-    them (``pipeline.worker.layout.ROLES``)."""
+    """Label → pid for the worker's process tree: ``supervisor`` (or ``worker`` when it runs alone) and one
+    per role, in the order the supervisor starts them (``pipeline.worker.layout.ROLES``)."""
     children = root.children(recursive=True)
     if not children:
         return {"worker": root.pid}
     found = {"supervisor": root.pid}
-    roles: list[psutil.Process] = []
-    for child in children:
-        try:
-            cmdline = " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        if "resource_tracker" in cmdline:
-            found["tracker"] = child.pid
-        else:
-            roles.append(child)
+    roles = list(children)
     roles.sort(key=lambda p: (p.create_time(), p.pid))
     found.update({name: proc.pid for name, proc in zip(ROLES, roles, strict=False)})
     return found

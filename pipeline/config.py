@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     # typically run within this budget, up to this many events.
     inference_item_budget_ms: int = Field(default=20, ge=0)
     inference_item_max_events: int = Field(default=480, ge=1)
+    # What each reader's client fetches ahead of the batches it hands over, in KiB (librdkafka's
+    # queued.max.messages.kbytes): its 64 MiB default fills under a backlog in every reader of every
+    # process, where a few batches ahead keep the agent as busy. A record larger than this is still fetched.
+    reader_prefetch_kbytes: int = Field(default=4096, ge=64)
     # A broker outage shorter than the session costs no rebalance (nothing is read twice); a worker that
     # dies without a worker id gives its partitions to the others after this long.
     session_timeout_ms: int = Field(default=30_000, ge=1000)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import numpy as np
-from numpy.typing import ArrayLike
+from typing import TYPE_CHECKING, Any
 
 from pipeline.serde.codes import ErrorCode, Priority, Stage
-from pipeline.serde.tensors import tensor_payload, text_payload
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike
 
 MAX_ERROR_MESSAGE = 4000
 
@@ -42,7 +42,7 @@ def build_request(
     """An ``InferenceRequest`` datum: exactly one of ``text`` and ``tensors``."""
     if (text is None) == (tensors is None):
         raise ValueError("give exactly one of text and tensors")
-    payload = text_payload(text) if text is not None else tensor_payload(tensors or {})
+    payload = {"text": text} if text is not None else _tensor_payload(tensors or {})
     return {
         "event_id": event_id or str(uuid.uuid4()),
         "created_at": now_millis() if created_at is None else created_at,
@@ -57,6 +57,8 @@ def build_request(
 
 def embedding_output(vector: ArrayLike) -> dict[str, Any]:
     """The ``output`` of a text-embedding result (Avro ``float``: 32-bit on the wire)."""
+    import numpy as np  # here, not at the top: a process that only routes failures never loads numpy
+
     return {"embedding": np.asarray(vector, dtype=np.float32).tolist()}
 
 
@@ -90,7 +92,7 @@ def build_result(
     if sum(given) != 1:
         raise ValueError("give exactly one of output, embedding and tensors")
     if output is None:
-        output = embedding_output(embedding) if embedding is not None else tensor_payload(tensors or {})
+        output = embedding_output(embedding) if embedding is not None else _tensor_payload(tensors or {})
     done = now_millis() if completed_at is None else completed_at
     if end_to_end_ms is None:
         created = request.get("created_at")
@@ -144,4 +146,12 @@ def build_error(
 
 def float_list(values: Sequence[float] | np.ndarray) -> list[float]:
     """Floats as Avro ``float`` will give them back (rounded to 32 bits), for comparisons in tests."""
+    import numpy as np
+
     return np.asarray(values, dtype=np.float32).tolist()
+
+
+def _tensor_payload(arrays: Mapping[str, ArrayLike]) -> dict[str, Any]:
+    from pipeline.serde.tensors import tensor_payload  # numpy, loaded by whoever builds tensors
+
+    return tensor_payload(arrays)

@@ -30,7 +30,7 @@ def little_endian_bytes(array: np.ndarray) -> bytes:
 def tensor_to_array(tensor: Mapping[str, Any]) -> np.ndarray:
     """One wire tensor -> a read-only array of its shape; raises ValidationError when malformed."""
     dtype = check_tensor(tensor)
-    return np.frombuffer(tensor["data"], dtype=dtype).reshape(tuple(tensor["shape"]))
+    return np.frombuffer(tensor["data"], dtype=dtype.numpy()).reshape(tuple(tensor["shape"]))
 
 
 def array_to_tensor(name: str, array: ArrayLike) -> dict[str, Any]:

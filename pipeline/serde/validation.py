@@ -15,36 +15,71 @@ import math
 import re
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import numpy as np
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipeline.serde.codes import ErrorCode
 from pipeline.serde.errors import ValidationError
 from pipeline.serde.limits import DEFAULT_LIMITS, Limits, check_envelope, check_extent, check_text, shown, too_many
 
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class WireDtype(NamedTuple):
+    """A dtype a tensor may name: numpy's name for it, its kind (``b``, ``i``, ``u``, ``f``) and item size.
+    Checking a tensor needs only these, so a process that validates requests (the input role) does not
+    load numpy; the array type is made where an array is (:meth:`numpy`)."""
+
+    name: str
+    kind: str
+    itemsize: int
+
+    def numpy(self) -> np.dtype[Any]:
+        """numpy's little-endian dtype of this name."""
+        return _numpy_dtype(self.name)
+
+
+@functools.cache
+def _numpy_dtype(name: str) -> np.dtype[Any]:
+    import numpy as np
+
+    return np.dtype(name).newbyteorder("<")
+
+
 # Dtypes a tensor may name: numpy's names for fixed-size numbers and bool. Bytes are little-endian.
-WIRE_DTYPES: dict[str, np.dtype[Any]] = {
-    name: np.dtype(name).newbyteorder("<")
-    for name in (
-        "bool",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "float16",
-        "float32",
-        "float64",
+WIRE_DTYPES: dict[str, WireDtype] = {
+    dtype.name: dtype
+    for dtype in (
+        WireDtype("bool", "b", 1),
+        WireDtype("int8", "i", 1),
+        WireDtype("int16", "i", 2),
+        WireDtype("int32", "i", 4),
+        WireDtype("int64", "i", 8),
+        WireDtype("uint8", "u", 1),
+        WireDtype("uint16", "u", 2),
+        WireDtype("uint32", "u", 4),
+        WireDtype("uint64", "u", 8),
+        WireDtype("float16", "f", 2),
+        WireDtype("float32", "f", 4),
+        WireDtype("float64", "f", 8),
     )
 }
 
-# The most dims a numpy array may have (64 from numpy 2 on, 32 before): a longer shape cannot become an
-# array at all, so it is refused here rather than failing in the model runtime.
-MAX_DIMS = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
+
+def _max_dims() -> int:
+    """The most dims a numpy array may have (64 from numpy 2 on, 32 before), read from the installed
+    version's metadata rather than from numpy itself."""
+    try:
+        major = int(version("numpy").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return 32
+    return 64 if major >= 2 else 32
+
+
+# A longer shape cannot become an array at all, so it is refused here rather than failing in the model
+# runtime.
+MAX_DIMS = _max_dims()
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -66,7 +101,7 @@ def check_tensor(
     limits: Limits = DEFAULT_LIMITS,
     where: str | None = None,
     items: int = 0,
-) -> np.dtype[Any]:
+) -> WireDtype:
     """Dtype known, shape non-negative and within the caps, byte length = prod(shape) * itemsize; returns
     the wire dtype. ``where`` names the tensor in messages (``payload.tensors[0]``); ``items`` is how many
     array items and map entries the record holds besides this shape's dims (``max_items`` caps them all)."""
@@ -114,20 +149,25 @@ _SMALL_TENSOR_BYTES = 256
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
-def has_nan_bytes(data: bytes, dtype: np.dtype[Any], *, include_inf: bool = True) -> bool:
+def has_nan_bytes(data: bytes, dtype: WireDtype, *, include_inf: bool = True) -> bool:
     """``has_nan`` of little-endian tensor bytes, without making an array when the tensor is small."""
-    # kind and itemsize, not name: numpy computes dtype.name in Python on every access
     size = dtype.itemsize
     if dtype.kind == "f" and size in (4, 8) and _LITTLE_ENDIAN and len(data) <= _SMALL_TENSOR_BYTES:
         values = memoryview(data).cast("f") if size == 4 else memoryview(data).cast("d")
         if include_inf:
             return not all(map(math.isfinite, values))
         return any(map(math.isnan, values))
-    return has_nan(np.frombuffer(data, dtype=dtype), include_inf=include_inf)
+    if dtype.kind != "f":
+        return False
+    import numpy as np  # a large or half-precision tensor: numpy is loaded once, when the first one comes
+
+    return has_nan(np.frombuffer(data, dtype=dtype.numpy()), include_inf=include_inf)
 
 
 def has_nan(array: np.ndarray, *, include_inf: bool = True) -> bool:
     """True when a floating-point array holds NaN (or, by default, an infinity); False for other kinds."""
+    import numpy as np
+
     if array.dtype.kind not in "fc":
         return False
     return not bool(np.isfinite(array).all()) if include_inf else bool(np.isnan(array).any())

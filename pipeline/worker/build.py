@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import faust
 
@@ -38,18 +38,19 @@ from pipeline.kafka.transactions import TransactionalWriter
 from pipeline.kafka.writer import OutputWriter, Refused
 from pipeline.model.breaker import CircuitBreaker
 from pipeline.model.registry import load_registry
-from pipeline.model.service import ModelService
 from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
 from pipeline.observability.redact import Redactor
 from pipeline.serde import Codecs, ErrorCode, EventCodec, Failure, Stage
 from pipeline.stages.failures import FailureRouter
 from pipeline.stages.hooks import HookRegistry
-from pipeline.stages.inference import InferenceStage
 from pipeline.stages.input import InputStage
 from pipeline.stages.isolation import Isolated
 from pipeline.worker.fatal import FatalLatch
 from pipeline.worker.faust_app import FaustHandOff, add_role, new_app
+
+if TYPE_CHECKING:
+    from pipeline.model.service import ModelService
 
 log = logging.getLogger("pipeline.worker")
 
@@ -224,6 +225,11 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
         policy = BatchPolicy(settings.input_batch_size, settings.batch_max_wait_ms)
         add("input", [settings.topics.input], stage, policy, backlog("input"))
     if "inference" in roles:
+        # Here, not at the top: a process of the input role alone never loads the model runtime (numpy,
+        # ONNX Runtime), the largest part of a role's memory.
+        from pipeline.model.service import ModelService
+        from pipeline.stages.inference import InferenceStage
+
         models = ModelService.from_settings(settings)  # loads and warms up the default model
         runner = models.runner()
         metrics.publish_model(runner.info.name, runner.info.version, runner.provider)
@@ -358,6 +364,7 @@ def _reader_config(settings: Settings, role: str) -> dict[str, Any]:
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": min(settings.heartbeat_interval_ms, settings.session_timeout_ms // 3),
         "max.poll.interval.ms": max(60_000, settings.session_timeout_ms),
+        "queued.max.messages.kbytes": settings.reader_prefetch_kbytes,
     }
     if settings.worker_id:
         overrides["group.instance.id"] = f"{settings.worker_id}.{role}"  # see static_members

@@ -4,11 +4,15 @@ The supervisor is what an operator or orchestrator sees: one command, one pid to
 one HTTP port. The processes count into prometheus_client's multiprocess files (a folder the supervisor
 makes and removes), which the supervisor serves as one ``/metrics``; each process publishes its readiness
 checks there too, so ``/readyz`` holds only while every process is ready. It starts a process per role
-group (``multiprocessing`` spawn: a fresh interpreter that shares nothing with this one, librdkafka
-threads included), forwards SIGTERM and SIGINT so that each
+group (a fresh interpreter that shares nothing with this one, librdkafka threads included, given its
+settings through a pipe), forwards SIGTERM and SIGINT so that each
 process drains and commits as a lone worker would, and stops them all when one stops, so that a fatal
 error in one role ends the worker with that role's exit code instead of leaving half a pipeline running.
 A process also gets SIGTERM when the supervisor dies without a word (``PR_SET_PDEATHSIG`` on Linux).
+
+Not ``multiprocessing``: its spawn start method runs a resource-tracker process beside the worker and
+imports the parent's main module (the whole command line) into every child, memory that does nothing
+here.
 """
 
 from __future__ import annotations
@@ -16,17 +20,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import multiprocessing
 import os
+import pickle
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from multiprocessing.connection import wait
-from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import BinaryIO
 
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
@@ -41,6 +45,12 @@ PR_SET_PDEATHSIG = 1
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVENESS_SAMPLES = ("pipeline_last_progress_time_seconds", "pipeline_work_pending", "pipeline_holding")
 STOP_MARGIN_S = 20.0  # past the drain timeout, before a process that does not stop is killed
+# A role process's first words: its module path (pickled, so that it imports what this process would),
+# then the entry point, which reads its arguments from the same pipe.
+_BOOT = (
+    "import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
+    "from pipeline.worker.supervisor import role_main; role_main(sys.stdin.buffer)"
+)
 
 
 def run_supervised(
@@ -59,7 +69,7 @@ class Supervisor:
         self.loglevel = loglevel
         self.status_line = status_line
         self.names = ["+".join(group) for group in self.groups]
-        self.procs: list[BaseProcess] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         self._signalled: signal.Signals | None = None
         self._metrics_dir = tempfile.mkdtemp(prefix="pipeline-metrics-")
         self._registry = CollectorRegistry()
@@ -108,7 +118,7 @@ class Supervisor:
     def readiness(self) -> dict[str, bool]:
         """Each check holds only while it holds in every process of the layout; a process that has not
         published its checks yet, or has not been started yet, holds none."""
-        pids = {str(proc.pid) for proc in self.procs if proc.pid is not None and proc.exitcode is None}
+        pids = {str(proc.pid) for proc in self.procs if proc.poll() is None}
         seen: dict[str, dict[str, bool]] = {}
         for family in self._registry.collect():
             for sample in family.samples:
@@ -120,7 +130,7 @@ class Supervisor:
 
     def liveness(self) -> dict[str, bool]:
         """Per role: not stalled in any running process (the rule is pipeline/observability/health.py's)."""
-        pids = {str(proc.pid) for proc in self.procs if proc.pid is not None and proc.exitcode is None}
+        pids = {str(proc.pid) for proc in self.procs if proc.poll() is None}
         state: dict[tuple[str, str], dict[str, float]] = {}
         for family in self._registry.collect():
             for sample in family.samples:
@@ -144,26 +154,17 @@ class Supervisor:
         self._signalled = signal.Signals(signum)
 
     def _start_processes(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        # A spawned interpreter picks its metric storage when it first imports prometheus_client: with
-        # this variable set, in files the supervisor reads.
-        previous = os.environ.get(MULTIPROC_ENV)
-        os.environ[MULTIPROC_ENV] = self._metrics_dir
-        try:
-            for name, roles in zip(self.names, self.groups, strict=True):
-                proc = ctx.Process(
-                    target=process_main,
-                    args=(self.settings, roles, self.loglevel, os.getpid()),
-                    name=f"pipeline-worker-{name}",
-                )
-                proc.start()
-                log.info("worker process %s: pid %s", name, proc.pid)
-                self.procs.append(proc)
-        finally:
-            if previous is None:
-                os.environ.pop(MULTIPROC_ENV, None)
-            else:
-                os.environ[MULTIPROC_ENV] = previous
+        # A role process picks its metric storage when it first imports prometheus_client: with this
+        # variable set, in files the supervisor reads.
+        env = {**os.environ, MULTIPROC_ENV: self._metrics_dir}
+        for name, roles in zip(self.names, self.groups, strict=True):
+            proc = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, env=env)
+            self.procs.append(proc)  # before the hand-over: a failed one is still stopped
+            assert proc.stdin is not None
+            with proc.stdin:
+                pickle.dump(sys.path, proc.stdin)
+                pickle.dump((self.settings, roles, self.loglevel, os.getpid()), proc.stdin)
+            log.info("worker process %s: pid %s", name, proc.pid)
 
     def _supervise(self) -> int:
         codes: dict[str, int] = {}  # in the order the processes exited
@@ -174,11 +175,11 @@ class Supervisor:
                 log.info("%s: stopping every worker process", self._signalled.name)
                 stopping_since = self._stop_all()
             for name, proc in zip(self.names, self.procs, strict=True):
-                if proc.exitcode is None or name in codes:
+                exitcode = proc.poll()
+                if exitcode is None or name in codes:
                     continue
-                codes[name] = exit_status(proc.exitcode)
-                if proc.pid is not None:
-                    multiprocess.mark_process_dead(proc.pid, self._metrics_dir)
+                codes[name] = exit_status(exitcode)
+                multiprocess.mark_process_dead(proc.pid, self._metrics_dir)
                 if stopping_since is None:
                     log.error("worker process %s exited (%d); stopping the others", name, codes[name])
                     stopping_since = self._stop_all()
@@ -186,22 +187,28 @@ class Supervisor:
                 return next((code for code in codes.values() if code), 0)
             if stopping_since is not None and time.monotonic() - stopping_since > deadline:
                 for name, proc in zip(self.names, self.procs, strict=True):
-                    if proc.is_alive():
+                    if proc.poll() is None:
                         log.error("worker process %s did not stop in %.0f s; killing it", name, deadline)
                         proc.kill()
-            wait([proc.sentinel for proc in self.procs if proc.exitcode is None], timeout=0.2)
+            time.sleep(0.1)
 
     def _stop_all(self) -> float:
         for proc in self.procs:
-            if proc.is_alive() and proc.pid is not None:
+            if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
+                    proc.send_signal(signal.SIGTERM)
         return time.monotonic()
 
 
 def exit_status(exitcode: int) -> int:
     """A process's exit code as a shell reports it: 128 + N for a process killed by signal N."""
     return 128 - exitcode if exitcode < 0 else exitcode
+
+
+def role_main(pipe: BinaryIO) -> None:
+    """What a role process runs first: its arguments from the supervisor's pipe, then the worker."""
+    settings, roles, loglevel, supervisor_pid = pickle.load(pipe)
+    process_main(settings, roles, loglevel, supervisor_pid)
 
 
 def process_main(settings: Settings, roles: tuple[str, ...], loglevel: str, supervisor_pid: int) -> None:

@@ -15,7 +15,7 @@ import pytest
 from bench.soak import Sample, judge, table
 
 REPO = Path(__file__).resolve().parents[2]
-PROCS = ("supervisor", "tracker", "input", "inference")
+PROCS = ("supervisor", "input", "inference")
 
 
 def _sample(at_s: float, rss: float = 100.0, fds: int = 40, **changes: tuple[float, int]) -> Sample:
@@ -38,7 +38,7 @@ def test_rss_growth_past_the_tolerance_breaks_it() -> None:
 
 
 def test_the_sum_over_the_processes_is_judged_too() -> None:
-    grown = {name: (109.0, 40) for name in PROCS}  # each within 10%, and so is the sum: 436 <= 440
+    grown = {name: (109.0, 40) for name in PROCS}  # each within 10%, and so is the sum: 327 <= 330
     assert judge([_sample(0), _sample(60), _sample(120, **grown)], 60, 0.10).ok
     assert not judge([_sample(0), _sample(60), _sample(120, **grown)], 60, 0.08).ok
 
@@ -49,9 +49,7 @@ def test_one_more_descriptor_breaks_it() -> None:
 
 
 def test_a_process_that_is_gone_breaks_it() -> None:
-    gone = Sample(
-        120, {"supervisor": 100.0, "tracker": 100.0, "input": 100.0}, {"supervisor": 40, "tracker": 40, "input": 40}
-    )
+    gone = Sample(120, {"supervisor": 100.0, "input": 100.0}, {"supervisor": 40, "input": 40})
     verdict = judge([_sample(0), _sample(60), gone], 60, 0.10)
     assert any("inference is gone" in p for p in verdict.problems), verdict.problems
 

@@ -19,7 +19,7 @@ from tests.harness import WorkerProcess, produce_requests
 def _role_processes(worker: WorkerProcess) -> list[psutil.Process]:
     assert worker.proc is not None
     children = psutil.Process(worker.proc.pid).children()
-    return [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+    return [c for c in children if "role_main" in " ".join(c.cmdline())]
 
 
 def _pid_of(worker: WorkerProcess, role: str) -> int:

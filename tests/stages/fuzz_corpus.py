@@ -360,7 +360,7 @@ def really_valid(datum: dict[str, Any], limits: Limits) -> str | None:
             items += len(t["shape"])
             if math.prod(max(d, 1) for d in t["shape"]) > limits.max_tensor_elements:
                 return f"tensor {t['name']!r}: past max_tensor_elements"
-            array = np.frombuffer(t["data"], dtype=WIRE_DTYPES[t["dtype"]]).reshape(t["shape"])
+            array = np.frombuffer(t["data"], dtype=WIRE_DTYPES[t["dtype"]].numpy()).reshape(t["shape"])
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 return f"tensor {t['name']!r}: not finite"
     if items > limits.max_items:
