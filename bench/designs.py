@@ -168,6 +168,10 @@ class DesignProcess:
     def peak_rss(self) -> int:
         return sum(self._marks.values())
 
+    def peaks(self) -> dict[int, int]:
+        """Each process's own peak so far (bytes), by pid, in the order they were first seen."""
+        return dict(self._marks)
+
     @property
     def peak_rss_mb(self) -> float:
         return self.peak_rss / 2**20
