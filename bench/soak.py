@@ -117,8 +117,7 @@ def worker_processes(root: psutil.Process) -> dict[str, int]:
     if not children:
         return {"worker": root.pid}
     found = {"supervisor": root.pid}
-    roles = list(children)
-    roles.sort(key=lambda p: (p.create_time(), p.pid))
+    roles = sorted(children, key=lambda p: (p.create_time(), p.pid))
     found.update({name: proc.pid for name, proc in zip(ROLES, roles, strict=False)})
     return found
 

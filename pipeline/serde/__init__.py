@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         classification_output,
         embedding_output,
         now_millis,
+        text_payload,
     )
     from pipeline.serde.codec import CHAINS, Codecs, EventCodec, RecordType
     from pipeline.serde.codes import ErrorCode, Priority, Stage
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     )
     from pipeline.serde.failure import Failure
     from pipeline.serde.store import SchemaStore, SchemaVersion, shared_store
-    from pipeline.serde.tensors import array_to_tensor, payload_arrays, tensor_payload, tensor_to_array, text_payload
+    from pipeline.serde.tensors import array_to_tensor, payload_arrays, tensor_payload, tensor_to_array
     from pipeline.serde.validation import WIRE_DTYPES, check_tensor, has_nan, is_uuid, validate_request
 
 _MODULES = {
@@ -71,7 +72,7 @@ _MODULES = {
     "shared_store": "store",
     "tensor_payload": "tensors",
     "tensor_to_array": "tensors",
-    "text_payload": "tensors",
+    "text_payload": "builders",
     "validate_request": "validation",
 }
 

@@ -42,7 +42,7 @@ def build_request(
     """An ``InferenceRequest`` datum: exactly one of ``text`` and ``tensors``."""
     if (text is None) == (tensors is None):
         raise ValueError("give exactly one of text and tensors")
-    payload = {"text": text} if text is not None else _tensor_payload(tensors or {})
+    payload = text_payload(text) if text is not None else _tensor_payload(tensors or {})
     return {
         "event_id": event_id or str(uuid.uuid4()),
         "created_at": now_millis() if created_at is None else created_at,
@@ -53,6 +53,11 @@ def build_request(
         "attributes": dict(attributes or {}),
         "correlation_id": correlation_id,
     }
+
+
+def text_payload(text: str) -> dict[str, Any]:
+    """A text -> the ``payload`` of a request for a text model."""
+    return {"text": text}
 
 
 def embedding_output(vector: ArrayLike) -> dict[str, Any]:

@@ -52,8 +52,3 @@ def payload_arrays(payload: Any, *, check_nan: bool = False) -> dict[str, np.nda
 def tensor_payload(arrays: Mapping[str, ArrayLike]) -> dict[str, Any]:
     """Named arrays -> the ``payload`` of a request (or the ``output`` of a result) holding tensors."""
     return {"tensors": [array_to_tensor(name, arr) for name, arr in arrays.items()]}
-
-
-def text_payload(text: str) -> dict[str, Any]:
-    """A text -> the ``payload`` of a request for a text model."""
-    return {"text": text}
