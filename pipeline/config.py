@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     # queued.max.messages.kbytes): its 64 MiB default fills under a backlog in every reader of every
     # process, where a few batches ahead keep the agent as busy. A record larger than this is still fetched.
     reader_prefetch_kbytes: int = Field(default=4096, ge=64)
+    # How long the broker may hold a bulk reader's fetch to gather more records (librdkafka's
+    # fetch.wait.max.ms, with a fetch.min.bytes that a stream does not reach first). librdkafka's defaults
+    # answer a fetch as soon as one record is there, so a stream arrives a few records per fetch, and each
+    # fetch wakes the client, the reader and the event loop in both role processes and costs the broker a
+    # request. The price: a record may wait this long in the broker, and an idle reader fetches this often
+    # instead of twice a second. 0: librdkafka's defaults. The priority lane always keeps them (latency first).
+    reader_fetch_wait_ms: int = Field(default=10, ge=0, le=500)
     # A broker outage shorter than the session costs no rebalance (nothing is read twice); a worker that
     # dies without a worker id gives its partitions to the others after this long.
     session_timeout_ms: int = Field(default=30_000, ge=1000)

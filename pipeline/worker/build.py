@@ -65,6 +65,9 @@ class Processor(Protocol):
 
 LANE = "inference.priority"
 """The priority lane's reader: its name in metrics and logs, and its consumer group's suffix."""
+FETCH_MIN_BYTES = 100_000
+"""A bulk reader's fetch.min.bytes: above what a stream brings in ``reader_fetch_wait_ms``, so that the wait,
+not the first record, ends a fetch; a backlog fills it at once."""
 
 
 def reader_names(roles: Sequence[str]) -> tuple[str, ...]:
@@ -190,7 +193,7 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
         writer = writers[name]
         reader = BatchReader(
             name,
-            _reader_config(settings, name),
+            reader_config(settings, name),
             topics,
             policy,
             tracker,
@@ -356,7 +359,7 @@ def _refusals(settings: Settings, request_codec: EventCodec, routers: dict[str, 
     return instead
 
 
-def _reader_config(settings: Settings, role: str) -> dict[str, Any]:
+def reader_config(settings: Settings, role: str) -> dict[str, Any]:
     """Each reader reads in a consumer group of its own (never the Faust app's), with static membership when
     the worker has an id, so a restart takes its partitions straight back."""
     overrides: dict[str, Any] = {
@@ -366,6 +369,9 @@ def _reader_config(settings: Settings, role: str) -> dict[str, Any]:
         "max.poll.interval.ms": max(60_000, settings.session_timeout_ms),
         "queued.max.messages.kbytes": settings.reader_prefetch_kbytes,
     }
+    if settings.reader_fetch_wait_ms and role != LANE:
+        overrides["fetch.wait.max.ms"] = settings.reader_fetch_wait_ms
+        overrides["fetch.min.bytes"] = FETCH_MIN_BYTES
     if settings.worker_id:
         overrides["group.instance.id"] = f"{settings.worker_id}.{role}"  # see static_members
     return consumer_config(settings, f"{settings.group}.{role}", **overrides)
