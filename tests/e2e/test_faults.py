@@ -262,8 +262,16 @@ def test_a_registry_outage_holds_new_schemas_until_it_is_back(
         assert worker.alive(), worker.output()[-3000:]
         assert count(settings, settings.topics.output) == len(v1), worker.output()[-5000:]  # held, not answered
         assert count(settings, settings.topics.dead_letter) == 0
-        status, body = _get(port, "/readyz")
+        # Between two backoffs the batch is read and tried again (the registry client's own retries may
+        # take seconds): the worker is not ready while it waits out a backoff, so look for that a while.
+        deadline = time.monotonic() + 20
+        while True:
+            status, body = _get(port, "/readyz")
+            if status == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert status == 503 and body["checks"]["flowing"] is False, body  # type: ignore[index]
+        assert count(settings, settings.topics.output) == len(v1)  # still held
         done = subprocess.run([str(REGISTRY_LOCAL), "start"], capture_output=True, env=env, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         out = _read_all(settings, len(v1) + len(v2), timeout_s=120)
