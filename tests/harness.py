@@ -3,6 +3,7 @@ the tests, the benchmark and the figures script; not part of the installed packa
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import Producer
 
@@ -191,6 +192,32 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
     except OSError:
         return 0, ""
+
+
+def http_json(port: int, path: str) -> tuple[int, dict[str, object]]:
+    """A probe's status and its JSON body ({} while nothing answers)."""
+    status, body = http_get(port, path)
+    return status, json.loads(body) if body else {}
+
+
+class Polled(NamedTuple):
+    status: int  # the last answer's: the wanted one, or whatever came when time ran out
+    body: dict[str, object]
+    seen: frozenset[int]  # every status answered on the way, so a test can tell it passed through one
+
+
+def poll_http(port: int, path: str, until: int, timeout_s: float, interval_s: float = 0.1) -> Polled:
+    """Ask a probe until it answers `until` or `timeout_s` passes. Probes change state between two
+    samples (a batch retried between backoffs, a model still warming), so one sample proves nothing;
+    the caller asserts on the last answer, which carries the body to show when it is the wrong one."""
+    deadline = time.monotonic() + timeout_s
+    seen: set[int] = set()
+    while True:
+        status, body = http_json(port, path)
+        seen.add(status)
+        if status == until or time.monotonic() > deadline:
+            return Polled(status, body, frozenset(seen))
+        time.sleep(interval_s)
 
 
 def assert_per_key_order(sent: list[dict[str, object]], out: list[Record], settings: Settings) -> None:

@@ -22,13 +22,14 @@ from pipeline.serde.deadletter import read_context
 from tests import slow_model
 from tests.conftest import committed_total
 from tests.e2e.conftest import kafka_local
-from tests.e2e.test_probes import _get
 from tests.harness import (
     REPO,
     WorkerProcess,
     assert_per_key_order,
     create_pipeline_topics,
     free_port,
+    http_json,
+    poll_http,
     produce_raw,
     wait_count,
 )
@@ -173,9 +174,9 @@ def test_the_broker_stopped_for_10s_mid_stream_loses_nothing_and_needs_no_restar
         kafka_local(env, "stop")
         time.sleep(10)
         assert worker.alive()
-        status, body = _get(port, "/readyz")
+        status, body = http_json(port, "/readyz")
         assert status == 503 and body["checks"]["connected"] is False, body  # type: ignore[index]
-        assert _get(port, "/healthz")[0] == 200  # waiting for the broker is not being wedged
+        assert http_json(port, "/healthz")[0] == 200  # waiting for the broker is not being wedged
         kafka_local(env, "start")
         back = time.monotonic()
         before = count(settings, settings.topics.output)
@@ -264,12 +265,7 @@ def test_a_registry_outage_holds_new_schemas_until_it_is_back(
         assert count(settings, settings.topics.dead_letter) == 0
         # Between two backoffs the batch is read and tried again (the registry client's own retries may
         # take seconds): the worker is not ready while it waits out a backoff, so look for that a while.
-        deadline = time.monotonic() + 20
-        while True:
-            status, body = _get(port, "/readyz")
-            if status == 503 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        status, body, _ = poll_http(port, "/readyz", until=503, timeout_s=20, interval_s=0.2)
         assert status == 503 and body["checks"]["flowing"] is False, body  # type: ignore[index]
         assert count(settings, settings.topics.output) == len(v1)  # still held
         done = subprocess.run([str(REGISTRY_LOCAL), "start"], capture_output=True, env=env, timeout=300)

@@ -3,7 +3,6 @@ it cannot make progress for a known reason, /healthz when it is wedged."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -14,12 +13,16 @@ import numpy as np
 from pipeline.config import Settings
 from pipeline.ops.generate import tiny_requests
 from pipeline.serde import Codecs, build_request
-from tests.harness import REPO, WorkerProcess, env_for, free_port, http_get, produce_raw, produce_requests
-
-
-def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
-    status, body = http_get(port, path)
-    return status, json.loads(body) if body else {}
+from tests.harness import (
+    REPO,
+    WorkerProcess,
+    env_for,
+    free_port,
+    http_json,
+    poll_http,
+    produce_raw,
+    produce_requests,
+)
 
 
 def _one_line_failure(settings: Settings, *args: str, **env: str) -> tuple[int, list[str], str]:
@@ -63,21 +66,13 @@ def test_healthz_fails_when_the_hot_path_is_wedged_with_work_pending(e2e_setting
         "PIPELINE_STALL_TIMEOUT_S": "3",
     }
     with WorkerProcess(settings, "--model", "tiny", "--metrics-port", str(port), **env) as worker:
-        deadline = time.monotonic() + 90
-        while _get(port, "/readyz")[0] != 200:
-            assert time.monotonic() < deadline, worker.output()[-3000:]
-            time.sleep(0.1)
+        assert poll_http(port, "/readyz", until=200, timeout_s=90).status == 200, worker.output()[-3000:]
         produce_requests(settings, tiny_requests(50, seed=5))
-        assert _get(port, "/healthz") == (200, {"alive": True, "stalled": []})
+        assert http_json(port, "/healthz") == (200, {"alive": True, "stalled": []})
         codec = Codecs.from_settings(settings).request
         stuck = build_request(model="tiny", tensors={"x": np.ones(8, np.float32)}, attributes={"stall": "1"})
         produce_raw(settings, settings.topics.input, [(b"k", codec.encode(stuck), None)])
-        deadline = time.monotonic() + 30
-        status, body = _get(port, "/healthz")
-        while status != 503:
-            assert time.monotonic() < deadline, (status, body)
-            time.sleep(0.2)
-            status, body = _get(port, "/healthz")
-        assert body == {"alive": False, "stalled": ["inference"]}
+        status, body, _ = poll_http(port, "/healthz", until=503, timeout_s=30, interval_s=0.2)
+        assert (status, body) == (503, {"alive": False, "stalled": ["inference"]})
         assert worker.alive()
         worker.kill()  # its agent is inside the hanging hook: no drain can finish before the hook does
