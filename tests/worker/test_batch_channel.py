@@ -47,7 +47,7 @@ def test_a_batch_handed_over_before_a_faust_rebalance_reaches_the_agent() -> Non
         app.flow_control.resume()
         channel = BatchChannel(app, maxsize=2)
         subscriber = channel.clone(is_iterator=True)  # what the agent iterating the channel holds
-        await channel.hand_over("batch-1")  # type: ignore[arg-type]
+        channel.hand_over("batch-1")  # type: ignore[arg-type]
         _rebalance(app)
         return await _first_item(app, subscriber)
 
@@ -59,7 +59,7 @@ def test_a_hand_over_does_not_wait_for_fausts_flow_control() -> None:
         app = _app()  # Faust's flow starts suspended until its consumer's first assignment
         channel = BatchChannel(app, maxsize=2)
         subscriber = channel.clone(is_iterator=True)
-        await asyncio.wait_for(channel.hand_over("batch-1"), 1.0)  # type: ignore[arg-type]
+        channel.hand_over("batch-1")  # type: ignore[arg-type]
         app.flow_control.resume()
         return await _first_item(app, subscriber)
 
@@ -79,3 +79,52 @@ def test_fausts_own_channel_loses_an_event_sent_before_a_rebalance() -> None:
         return await _first_item(app, subscriber, timeout_s=0.5)
 
     assert asyncio.run(scenario()) is None
+
+
+def test_a_reader_waits_only_while_every_slot_is_taken_and_a_finished_batch_frees_one() -> None:
+    """The hand-off's backpressure: ``maxsize`` batches queued and one in the agent's hand; a reader that
+    hands over one more waits for the agent to finish one, and gives up when it is stopping."""
+    import threading
+    import time
+
+    from pipeline.worker.faust_app import FaustHandOff
+
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    try:
+        handoff = FaustHandOff(_app(), maxsize=2)
+        subscriber = handoff.channel.clone(is_iterator=True)
+        handoff.bind(loop)
+        for k in range(3):
+            assert handoff.put(f"batch-{k}", lambda: False)  # type: ignore[arg-type]
+        assert not handoff.idle()
+        started = time.monotonic()
+        assert not handoff.put("batch-3", lambda: time.monotonic() - started > 0.6)  # type: ignore[arg-type]
+        assert time.monotonic() - started >= 0.5  # it waited for a slot before it gave up
+        assert handoff.handed == 3
+
+        got = asyncio.run_coroutine_threadsafe(_drain(subscriber, 3), loop).result(2.0)
+        assert got == ["batch-0", "batch-1", "batch-2"]  # in order, none lost
+        late = threading.Thread(target=lambda: handoff.put("batch-3", lambda: False))  # type: ignore[arg-type]
+        late.start()
+        time.sleep(0.2)
+        assert late.is_alive()  # taken from the queue is not finished: still no slot
+        loop.call_soon_threadsafe(handoff.done)
+        late.join(2.0)
+        assert not late.is_alive() and handoff.handed == 4
+        assert asyncio.run_coroutine_threadsafe(_drain(subscriber, 1), loop).result(2.0) == ["batch-3"]
+        for _ in range(2):
+            loop.call_soon_threadsafe(handoff.done)
+        time.sleep(0.1)
+        assert handoff.finished == 3 and not handoff.idle()  # one of four still in hand
+        loop.call_soon_threadsafe(handoff.done)
+        time.sleep(0.1)
+        assert handoff.idle()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(2.0)
+
+
+async def _drain(subscriber: Any, n: int) -> list[Any]:
+    return [await subscriber.queue.get() for _ in range(n)]
