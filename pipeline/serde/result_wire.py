@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.serde.codec import EventCodec
 from pipeline.serde.codes import ErrorCode
 from pipeline.serde.errors import EncodeError
-from pipeline.serde.tensors import little_endian_bytes
+from pipeline.serde.tensors import dtype_name, little_endian_bytes
 
 # The Parsing Canonical Form fingerprint (CRC-64-AVRO) of schemas/inference_result/v1.avsc: docs and
 # logical types aside, the layout this module writes.
@@ -71,7 +71,7 @@ def output_bytes(embedding: np.ndarray | None, outputs: Mapping[str, np.ndarray]
     for name, array in outputs.items():
         data = little_endian_bytes(array)
         shape = array.shape
-        parts += (string_bytes(name), string_bytes(array.dtype.name))
+        parts += (string_bytes(name), string_bytes(dtype_name(array.dtype)))
         if shape:
             parts += (long_bytes(len(shape)), *(long_bytes(d) for d in shape), _END)
         else:

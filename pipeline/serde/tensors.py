@@ -27,6 +27,18 @@ def little_endian_bytes(array: np.ndarray) -> bytes:
     return array.astype(dtype.newbyteorder("<")).tobytes()
 
 
+_DTYPE_NAMES: dict[np.dtype[Any], str] = {}
+
+
+def dtype_name(dtype: np.dtype[Any]) -> str:
+    """numpy's name of a dtype, as the wire writes it. numpy builds ``dtype.name`` in Python on every
+    access (several calls), and a result writes one per output tensor per event: once per dtype is enough."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES.setdefault(dtype, dtype.name)
+    return name
+
+
 def tensor_to_array(tensor: Mapping[str, Any]) -> np.ndarray:
     """One wire tensor -> a read-only array of its shape; raises ValidationError when malformed."""
     dtype = check_tensor(tensor)
@@ -37,7 +49,7 @@ def array_to_tensor(name: str, array: ArrayLike) -> dict[str, Any]:
     """An array -> a wire tensor (little-endian bytes whatever the host's byte order)."""
     arr = np.ascontiguousarray(array)
     shape = [int(d) for d in arr.shape]
-    return {"name": name, "dtype": arr.dtype.name, "shape": shape, "data": little_endian_bytes(arr)}
+    return {"name": name, "dtype": dtype_name(arr.dtype), "shape": shape, "data": little_endian_bytes(arr)}
 
 
 def payload_arrays(payload: Any, *, check_nan: bool = False) -> dict[str, np.ndarray]:

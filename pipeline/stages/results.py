@@ -13,9 +13,7 @@ import numpy as np
 
 from pipeline.model.outcome import Success
 from pipeline.serde import build_result
-from pipeline.serde.tensors import little_endian_bytes
-
-_DTYPE_NAMES: dict[np.dtype[Any], str] = {}
+from pipeline.serde.tensors import dtype_name, little_endian_bytes
 
 
 def success_result(
@@ -48,10 +46,6 @@ def result_output(outcome: Success) -> dict[str, Any]:
         return {"embedding": outcome.embedding.astype(np.float32, copy=False).tolist()}
     tensors = []
     for name, array in outcome.outputs.items():
-        dtype = array.dtype
-        dtype_name = _DTYPE_NAMES.get(dtype)
-        if dtype_name is None:
-            dtype_name = _DTYPE_NAMES.setdefault(dtype, dtype.name)
         data = little_endian_bytes(array)
-        tensors.append({"name": name, "dtype": dtype_name, "shape": list(array.shape), "data": data})
+        tensors.append({"name": name, "dtype": dtype_name(array.dtype), "shape": list(array.shape), "data": data})
     return {"tensors": tensors}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.serde import ErrorCode, ValidationError, build_request, has_nan, validate_request
-from pipeline.serde.tensors import array_to_tensor, payload_arrays, tensor_payload, tensor_to_array
+from pipeline.serde.tensors import array_to_tensor, dtype_name, payload_arrays, tensor_payload, tensor_to_array
 from pipeline.serde.validation import WIRE_DTYPES, has_nan_bytes
 
 
@@ -116,3 +116,15 @@ def test_payload_arrays_accepts_tuple_notation() -> None:
     assert {k: v.shape for k, v in arrays.items()} == {"a": (2,), "b": (1, 2)}
     with pytest.raises(ValidationError):
         payload_arrays({"text": "not tensors"})
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_the_cached_dtype_name_is_numpys_for_every_wire_dtype_in_either_byte_order(byteorder: str) -> None:
+    """Results name their tensors' dtypes through a cache keyed by dtype: a big-endian array (which the
+    wire writes little-endian) and every other wire dtype get numpy's own name, never another's."""
+    for name in WIRE_DTYPES:
+        dtype = np.dtype(name)
+        if dtype.itemsize > 1 and dtype.kind != "b":
+            dtype = dtype.newbyteorder(byteorder)
+        assert dtype_name(dtype) == dtype.name == np.dtype(name).name
+        assert array_to_tensor("t", np.zeros(2, dtype))["dtype"] == name
