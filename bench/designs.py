@@ -120,7 +120,12 @@ class DesignProcess:
     for a one-process design, an upper bound where a design runs several processes (their peaks need not
     coincide). The marks are read every ``sample_s`` (a process's mark is gone once it exits): cheap,
     where sampling RSS every 50 ms walked /proc for the tree and took 8% of a core from the design under
-    test, whose model threads pay about three times what an intruder takes (see the writer's poll)."""
+    test, whose model threads pay about three times what an intruder takes (see the writer's poll).
+
+    A pid whose command line changes runs a new program (``exec``: the pipeline's command, once it has read
+    its settings, becomes its supervisor, before it starts any other process): the new image's mark
+    replaces the earlier one's, which ended before the rest of the tree began (``replaced`` keeps it, for
+    the log). Within one image the mark is the largest read: the kernel's can dip a little between reads."""
 
     def __init__(
         self, cmds: list[list[str]], settings: Settings, sample_s: float = 1.0, cpus: frozenset[int] | None = None
@@ -139,6 +144,8 @@ class DesignProcess:
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         self._marks: dict[int, int] = {}  # pid -> its peak RSS in bytes
+        self.replaced: dict[int, int] = {}  # pid -> the peak of the image it replaced by exec, in bytes
+        self._images: dict[int, bytes] = {}  # pid -> its command line when its mark was last read
         self._sample_s = sample_s
         self._stopping = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
@@ -160,9 +167,14 @@ class DesignProcess:
         except psutil.Error:
             return
         for pid in pids:
+            image = command_line(pid)
             mark = high_water_mark(pid)
-            if mark is not None:
-                self._marks[pid] = max(self._marks.get(pid, 0), mark)
+            if mark is None or image is None:
+                continue
+            if self._images.setdefault(pid, image) != image:  # this pid exec'd
+                self.replaced[pid] = self._marks.pop(pid, 0)
+                self._images[pid] = image
+            self._marks[pid] = max(self._marks.get(pid, 0), mark)
 
     @property
     def peak_rss(self) -> int:
@@ -209,6 +221,15 @@ class DesignProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self._log.close()
+
+
+def command_line(pid: int) -> bytes | None:
+    """The process's command line as the kernel keeps it, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read()
+    except OSError:
+        return None
 
 
 def high_water_mark(pid: int) -> int | None:

@@ -35,6 +35,7 @@ class ProcessPeak:
     label: str
     ready_mb: float  # its peak once the design was ready (start-up, model loaded, partitions assigned)
     peak_mb: float  # its peak over the whole run
+    replaced_mb: float = 0.0  # the peak of the program it replaced by exec (the pipeline's command line)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,10 @@ def measure(bootstrap: str, design: str, model: str, events: int, batch: int) ->
             time.sleep(1.0)
             peaks = proc.peaks()
             labels = {pid: label(pid) for pid in peaks}
-        rows = tuple(ProcessPeak(pid, labels[pid], ready.get(pid, 0) / MB, peak / MB) for pid, peak in peaks.items())
+        rows = tuple(
+            ProcessPeak(pid, labels[pid], ready.get(pid, 0) / MB, peak / MB, proc.replaced.get(pid, 0) / MB)
+            for pid, peak in peaks.items()
+        )
         return MemoryRun(design, tp.events_per_s, rows)
     finally:
         _delete_topics(settings)
@@ -79,7 +83,8 @@ def measure(bootstrap: str, design: str, model: str, events: int, batch: int) ->
 def report(run: MemoryRun) -> str:
     lines = [f"{run.design}: peak {run.total_mb:,.0f} MB summed, {run.events_per_s:,.0f} events/s"]
     for p in run.processes:
-        lines.append(f"  ready {p.ready_mb:7.1f} MB  peak {p.peak_mb:7.1f} MB  {p.label}")
+        replaced = f" (exec'd from {p.replaced_mb:.1f} MB)" if p.replaced_mb else ""
+        lines.append(f"  ready {p.ready_mb:7.1f} MB  peak {p.peak_mb:7.1f} MB{replaced}  {p.label}")
     return "\n".join(lines)
 
 

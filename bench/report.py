@@ -151,11 +151,12 @@ def markdown(result: dict[str, Any]) -> str:
         _layout(result)
         + "Events/s: a backlog released at once (one transaction) to the design once it runs and its consumer "
         "groups are stable, first output to last output (broker append time). "
-        "Latency: receive time on the output topic minus `created_at`, at the offered rate shown. RSS: each "
-        "process's own peak (VmHWM), summed over the design's process tree. Model busy: the share of the "
-        "events/s span the model was running, summed from the results' batch inference times. ONNX Runtime "
-        "alone: the same requests through the pipeline's model runner, measured right before the pipeline's "
-        "run, between its legs and right after it (the median is shown): "
+        "Latency: receive time on the output topic minus `created_at`, at the offered rate shown. RSS: each process's "
+        "own peak (VmHWM), summed over the design's process tree (a pid that exec'd counts the program it became: the "
+        "pipeline's command, once it has read its settings, becomes its supervisor). Model busy: the share of the "
+        "events/s span the model was running, summed from the results' batch inference times. ONNX Runtime alone: the "
+        "same requests through the pipeline's model runner, measured right before the pipeline's run, between its legs"
+        " and right after it (the median is shown): "
         + "; ".join(
             f"{m} " + ", ".join(f"{v:,.0f}" for v in vs)
             for m, vs in result.get("ceiling_samples_events_per_s", {}).items()

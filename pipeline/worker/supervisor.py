@@ -13,6 +13,13 @@ A process also gets SIGTERM when the supervisor dies without a word (``PR_SET_PD
 Not ``multiprocessing``: its spawn start method runs a resource-tracker process beside the worker and
 imports the parent's main module (the whole command line) into every child, memory that does nothing
 here.
+
+The command that read and checked the settings does not stay on as the supervisor: it pickles each role
+process's arguments, then replaces itself (``exec``, same pid) with a fresh interpreter that reads a
+:class:`Plan` (those arguments and the few fields supervising needs, as plain data) from a pipe. The
+settings' classes (pydantic), the CLI and the Kafka client it used for its checks are not in the process
+that runs for the worker's whole life; it keeps the command line after the boot code, so ``ps`` still
+shows it. Where it cannot exec (not POSIX, a plan larger than the pipe holds), it supervises in place.
 """
 
 from __future__ import annotations
@@ -29,15 +36,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import FrameType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
-from pipeline.config import Settings
 from pipeline.observability.health import CHECKS, stalled
 from pipeline.observability.http import HealthServer
-from pipeline.observability.status import StatusLine
+from pipeline.observability.logs import configure_logging
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
 
 log = logging.getLogger("pipeline.supervisor")
 
@@ -51,24 +61,99 @@ _BOOT = (
     "import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
     "from pipeline.worker.supervisor import role_main; role_main(sys.stdin.buffer)"
 )
+# The supervising process's first words: the pipe's descriptor is its first argument; the module path, then
+# the plan, come through it. The command line that started the worker follows, for ``ps``.
+_SUPERVISE = (
+    "import os, pickle, sys; pipe = os.fdopen(int(sys.argv[1]), 'rb'); sys.path[:] = pickle.load(pipe); "
+    "from pipeline.worker.supervisor import supervise_main; supervise_main(pipe)"
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What supervising needs, as plain data: each role process's arguments (pickled by the command that
+    read the settings, so that this process never unpickles them) and the settings' few fields it reads."""
+
+    names: tuple[str, ...]
+    boots: tuple[bytes, ...]  # per process: (settings, roles, faust log level, supervisor pid), pickled
+    metrics_port: int
+    metrics_host: str
+    stall_timeout_s: float
+    drain_timeout_s: float
+    status_line: bool
+    log_level: str
+    log_format: str
+    secrets: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls, settings: Settings, groups: Sequence[tuple[str, ...]], loglevel: str, status_line: bool = False
+    ) -> Plan:
+        pid = os.getpid()  # the supervisor's, whether it supervises in place or after exec
+        return cls(
+            names=tuple("+".join(group) for group in groups),
+            boots=tuple(pickle.dumps((settings, tuple(group), loglevel, pid)) for group in groups),
+            metrics_port=settings.metrics_port,
+            metrics_host=settings.metrics_host,
+            stall_timeout_s=settings.stall_timeout_s,
+            drain_timeout_s=settings.drain_timeout_s,
+            status_line=status_line,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+            secrets=tuple(settings.secret_values()),
+        )
 
 
 def run_supervised(
     settings: Settings, groups: Sequence[tuple[str, ...]], loglevel: str, status_line: bool = False
 ) -> int:
-    """Run one process per group until a signal or until one of them exits; returns the worker's code."""
-    return Supervisor(settings, groups, loglevel, status_line).run()
+    """Run one process per group until a signal or until one of them exits; returns the worker's code
+    (where this process could exec, the fresh supervising process exits with it instead)."""
+    plan = Plan.of(settings, groups, loglevel, status_line)
+    exec_supervisor(plan)
+    return Supervisor(plan).run()
+
+
+def exec_supervisor(plan: Plan) -> None:
+    """Replace this process with a fresh interpreter that supervises ``plan`` (never returns), or return
+    having changed nothing where that cannot be done."""
+    if os.name != "posix":
+        return
+    data = pickle.dumps(sys.path) + pickle.dumps(plan)
+    read_fd, write_fd = os.pipe()
+    try:
+        os.set_blocking(write_fd, False)  # a plan larger than the pipe holds: supervise in place, never hang
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_fd, view) :]
+        os.close(write_fd)
+        write_fd = -1
+        os.set_inheritable(read_fd, True)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.execv(sys.executable, [sys.executable, "-c", _SUPERVISE, str(read_fd), *sys.argv])
+    except OSError as exc:  # BlockingIOError included
+        log.debug("supervising in place (%s)", exc)
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def supervise_main(pipe: BinaryIO) -> None:
+    """The entry point of the supervising process after exec: the plan from the pipe, then supervision."""
+    with pipe:
+        plan: Plan = pickle.load(pipe)
+    configure_logging(plan.log_level, plan.log_format, plan.secrets)
+    sys.exit(Supervisor(plan).run())
 
 
 class Supervisor:
-    def __init__(
-        self, settings: Settings, groups: Sequence[tuple[str, ...]], loglevel: str, status_line: bool = False
-    ) -> None:
-        self.settings = settings
-        self.groups = list(groups)
-        self.loglevel = loglevel
-        self.status_line = status_line
-        self.names = ["+".join(group) for group in self.groups]
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.names = list(plan.names)
         self.procs: list[subprocess.Popen[bytes]] = []
         self._signalled: signal.Signals | None = None
         self._metrics_dir = tempfile.mkdtemp(prefix="pipeline-metrics-")
@@ -78,20 +163,22 @@ class Supervisor:
     def run(self) -> int:
         server = None
         status = None
-        if self.settings.metrics_port:
+        if self.plan.metrics_port:
             server = HealthServer(
-                self.settings.metrics_port,
+                self.plan.metrics_port,
                 self.readiness,
                 self.metrics,
                 liveness=self.liveness,
-                host=self.settings.metrics_host,
+                host=self.plan.metrics_host,
             ).start()
             log.info(
                 "metrics and health on %s:%d (/metrics, /healthz, /readyz), for every process",
-                self.settings.metrics_host,
+                self.plan.metrics_host,
                 server.port,
             )
-        if self.status_line:
+        if self.plan.status_line:
+            from pipeline.observability.status import StatusLine  # rich, only for a terminal
+
             status = StatusLine(self._registry.collect)
             status.start()
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -125,7 +212,7 @@ class Supervisor:
                 if sample.name == "pipeline_ready_check":
                     pid = sample.labels.get("pid", "")
                     seen.setdefault(pid, {})[sample.labels.get("check", "")] = sample.value == 1
-        running = len(pids) == len(self.procs) == len(self.groups)  # none ready before all of them started
+        running = len(pids) == len(self.procs) == len(self.names)  # none ready before all of them started
         return {check: running and all(seen.get(pid, {}).get(check, False) for pid in pids) for check in CHECKS}
 
     def liveness(self) -> dict[str, bool]:
@@ -145,7 +232,7 @@ class Supervisor:
                 values.get("pipeline_work_pending", 0) == 1,
                 values.get("pipeline_holding", 0) == 1,
                 now,
-                self.settings.stall_timeout_s,
+                self.plan.stall_timeout_s,
             )
             alive[role] = alive.get(role, True) and not stuck
         return alive
@@ -157,19 +244,19 @@ class Supervisor:
         # A role process picks its metric storage when it first imports prometheus_client: with this
         # variable set, in files the supervisor reads.
         env = {**os.environ, MULTIPROC_ENV: self._metrics_dir}
-        for name, roles in zip(self.names, self.groups, strict=True):
+        for name, boot in zip(self.names, self.plan.boots, strict=True):
             proc = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, env=env)
             self.procs.append(proc)  # before the hand-over: a failed one is still stopped
             assert proc.stdin is not None
             with proc.stdin:
                 pickle.dump(sys.path, proc.stdin)
-                pickle.dump((self.settings, roles, self.loglevel, os.getpid()), proc.stdin)
+                proc.stdin.write(boot)
             log.info("worker process %s: pid %s", name, proc.pid)
 
     def _supervise(self) -> int:
         codes: dict[str, int] = {}  # in the order the processes exited
         stopping_since: float | None = None
-        deadline = self.settings.drain_timeout_s + STOP_MARGIN_S
+        deadline = self.plan.drain_timeout_s + STOP_MARGIN_S
         while True:
             if self._signalled is not None and stopping_since is None:
                 log.info("%s: stopping every worker process", self._signalled.name)

@@ -52,6 +52,14 @@ def test_a_role_process_that_dies_stops_the_whole_worker_with_its_exit_code(e2e_
         roles = _role_processes(worker)
         assert len(roles) == 2, worker.output()[-3000:]
         assert {p.pid for p in roles} == {_pid_of(worker, "input"), _pid_of(worker, "inference")}
+        # The command became its supervisor (same pid, a fresh program): the settings' classes and the Kafka
+        # client it used for its checks are not loaded there, only in the role processes.
+        supervisor = psutil.Process(worker.proc.pid)
+        assert "supervise_main" in " ".join(supervisor.cmdline())
+        assert "worker" in supervisor.cmdline()  # ps still shows the command that started it
+        libraries = {m.path.rsplit("/", 1)[-1] for m in supervisor.memory_maps()}
+        assert not any("pydantic_core" in name or "librdkafka" in name for name in libraries), libraries
+        assert any("librdkafka" in m.path for m in roles[0].memory_maps())
         os.kill(_pid_of(worker, "inference"), signal.SIGKILL)
         assert worker.proc is not None
         code = worker.proc.wait(timeout=60)
