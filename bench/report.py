@@ -3,6 +3,7 @@ ratios against their targets, and a PNG (events/s per design; the pipeline's lat
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ TARGETS: dict[str, float | None] = {
     "minilm_vs_ort": 0.9,
     "tiny_vs_raw_loop": 0.7,
     "tiny_vs_raw_two_hop": None,
+    "tiny_vs_raw_two_hop_interleaved": None,
     "tiny_vs_faust_per_event": 3.0,
     "tiny_vs_faust_per_event_n": None,
     "tiny_vs_quix": 1.5,
@@ -61,6 +63,7 @@ def ratios(result: dict[str, Any]) -> dict[str, float | None]:
         "minilm_vs_ort": over("minilm-l6", result["ceilings_events_per_s"].get("minilm-l6")),
         "tiny_vs_raw_loop": over("tiny", "raw_loop"),
         "tiny_vs_raw_two_hop": over("tiny", "raw_two_hop"),
+        "tiny_vs_raw_two_hop_interleaved": interleaved_ratio(result, "tiny"),
         "tiny_vs_faust_per_event": over("tiny", "faust_per_event"),
         "tiny_vs_faust_per_event_n": over("tiny", "faust_per_event_n"),
         "tiny_vs_quix": over("tiny", "quix"),
@@ -68,6 +71,17 @@ def ratios(result: dict[str, Any]) -> dict[str, float | None]:
         # exactly-once over at-least-once: the transactions' cost (the one ratio where the pipeline is below)
         "tiny_eos_vs_alo": _inverse(over("tiny", "pipeline_eos")),
     }
+
+
+def interleaved_ratio(result: dict[str, Any], model: str) -> float | None:
+    """The median of the pipeline's legs over the median of the backlogs drained between them (None where
+    the run had no such drains)."""
+    mine = _run(result, "pipeline", model)
+    theirs = (result.get("interleaved") or {}).get(model) or {}
+    legs = (mine or {}).get("legs_events_per_s") or []
+    if not legs or not theirs.get("events_per_s"):
+        return None
+    return float(statistics.median(legs) / statistics.median(theirs["events_per_s"]))
 
 
 def _inverse(value: float | None) -> float | None:
@@ -133,6 +147,15 @@ def _legs(result: dict[str, Any]) -> str:
         for r in result["runs"]
         if len(r.get("legs_events_per_s") or []) > 1
     ]
+    for model, partner in (result.get("interleaved") or {}).items():
+        if partner.get("events_per_s"):
+            parts.append(
+                f"{NAMES.get(partner['design'], partner['design'])} on {model}, between the pipeline's legs "
+                + ", ".join(f"{v:,.0f}" for v in partner["events_per_s"])
+                + " (µs CPU per event "
+                + ", ".join(f"{v:,.1f}" for v in partner["cpu_us_per_event"])
+                + ")"
+            )
     if not parts:
         return ""
     return (

@@ -63,6 +63,7 @@ def test_ratios_are_pipeline_over_other() -> None:
         "minilm_vs_ort": 0.95,
         "tiny_vs_raw_loop": 0.8,
         "tiny_vs_raw_two_hop": None,  # not run
+        "tiny_vs_raw_two_hop_interleaved": None,  # no drains between the pipeline's legs
         "tiny_vs_faust_per_event": 5.0,
         "tiny_vs_faust_per_event_n": None,
         "tiny_vs_quix": 2.0,
@@ -100,6 +101,23 @@ def test_a_design_run_in_legs_shows_each_leg_and_the_median() -> None:
     table = markdown(result)
     assert "this pipeline on minilm-l6 181, 190, 204" in table
     assert "| minilm-l6 | this pipeline | 2 | 190 |" in table
+
+
+def test_the_raw_two_hop_backlogs_between_the_pipelines_legs_give_a_ratio_of_medians() -> None:
+    result = _result(pipeline=20_000.0, raw_two_hop=30_000.0)
+    pipeline = next(r for r in result["runs"] if r["design"] == "pipeline" and r["model"] == "tiny")
+    pipeline["legs_events_per_s"] = [15_000.0, 21_000.0, 20_000.0]
+    result["interleaved"] = {
+        "tiny": {"design": "raw_two_hop", "events_per_s": [18_000.0, 22_000.0], "cpu_us_per_event": [70.0, 64.5]}
+    }
+    got = ratios(result)
+    assert got["tiny_vs_raw_two_hop"] == 20_000.0 / 30_000.0  # the table's own: one drain each
+    assert got["tiny_vs_raw_two_hop_interleaved"] == 1.0  # 20,000 over the median of 18,000 and 22,000
+    result["ratios"] = got
+    table = markdown(result)
+    assert "raw two-hop, plain confluent-kafka + fastavro on tiny, between the pipeline's legs 18,000, 22,000" in table
+    assert "(µs CPU per event 70.0, 64.5)" in table
+    assert "| tiny_vs_raw_two_hop_interleaved | 1.00 | - | - | - |" in table
 
 
 def test_cpu_columns_the_floor_and_their_ratios() -> None:
