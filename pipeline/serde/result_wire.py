@@ -139,10 +139,14 @@ class ChunkWire:
 class BatchWire:
     """One model batch's results: each event's bytes around the batch's constant parts."""
 
-    __slots__ = ("_header", "_inference", "_limit", "_model", "_tail")
+    __slots__ = ("_at", "_at_bytes", "_header", "_inference", "_limit", "_model", "_tail")
 
     def __init__(self, header: bytes, model: bytes, inference: bytes, tail: bytes, limit: int) -> None:
         self._header, self._model, self._inference, self._tail, self._limit = header, model, inference, tail, limit
+        # A batch's results are written within a millisecond or two, so most share their ``completed_at``:
+        # its varint (a Python loop over a 41-bit number) is written once per value, not once per event.
+        self._at: int | None = None
+        self._at_bytes = b""
 
     def write(
         self,
@@ -160,6 +164,8 @@ class BatchWire:
         correlation = request.get("correlation_id")
         created = request.get("created_at")
         end_to_end_ms = float(max(0, completed_at - created)) if isinstance(created, int) else 0.0
+        if completed_at != self._at:
+            self._at, self._at_bytes = completed_at, long_bytes(completed_at)
         data = b"".join(
             (
                 self._header,
@@ -171,7 +177,7 @@ class BatchWire:
                 self._inference,
                 _DOUBLE(end_to_end_ms),
                 self._tail,
-                long_bytes(completed_at),
+                self._at_bytes,
                 _TRUE if truncated else _FALSE,
             )
         )

@@ -147,6 +147,34 @@ def test_every_fields_edge_is_the_codecs_bytes(
     assert direct == via_codec
 
 
+def test_one_batch_writer_gives_each_result_its_own_completed_at() -> None:
+    # The writer keeps the last completed_at's bytes: results of one batch written at different
+    # milliseconds (and back again, and at -1) still carry their own, byte for byte as the codec writes them.
+    codec = _codec()
+    wire = ResultWire.for_codec(codec, "pipeline.output")
+    assert wire is not None
+    batch = wire.batch(model="tiny", version="1", provider="CPU", inference_ms=1.0, batch_size=4, worker_id="w")
+    outcome = Success(INFO, embedding=np.ones(2, dtype=np.float32))
+    for at in (1_764_000_000_123, 1_764_000_000_123, 1_764_000_000_124, 1_764_000_000_123, -1, 0, 63, 64):
+        direct = batch.write(
+            REQUEST, embedding=outcome.embedding, outputs={}, truncated=False, queued_ms=0.5, completed_at=at
+        )
+        datum = build_result(
+            request=REQUEST,
+            model_name="tiny",
+            model_version="1",
+            provider="CPU",
+            output=result_output(outcome),
+            queued_ms=0.5,
+            inference_ms=1.0,
+            batch_size=4,
+            worker_id="w",
+            completed_at=at,
+            truncated=False,
+        )
+        assert direct == codec.encode(datum, "pipeline.output"), at
+
+
 def test_confluent_framing_carries_the_registrys_id_as_the_codec_does() -> None:
     codec = _codec(schema_registry_url="mock://result-wire")
     assert codec.framing == "confluent"
