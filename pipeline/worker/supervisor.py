@@ -153,7 +153,6 @@ def supervise_main(pipe: BinaryIO) -> None:
 class Supervisor:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.names = list(plan.names)
         self.procs: list[subprocess.Popen[bytes]] = []
         self._signalled: signal.Signals | None = None
         self._metrics_dir = tempfile.mkdtemp(prefix="pipeline-metrics-")
@@ -212,7 +211,7 @@ class Supervisor:
                 if sample.name == "pipeline_ready_check":
                     pid = sample.labels.get("pid", "")
                     seen.setdefault(pid, {})[sample.labels.get("check", "")] = sample.value == 1
-        running = len(pids) == len(self.procs) == len(self.names)  # none ready before all of them started
+        running = len(pids) == len(self.procs) == len(self.plan.names)  # none ready before all of them started
         return {check: running and all(seen.get(pid, {}).get(check, False) for pid in pids) for check in CHECKS}
 
     def liveness(self) -> dict[str, bool]:
@@ -244,7 +243,7 @@ class Supervisor:
         # A role process picks its metric storage when it first imports prometheus_client: with this
         # variable set, in files the supervisor reads.
         env = {**os.environ, MULTIPROC_ENV: self._metrics_dir}
-        for name, boot in zip(self.names, self.plan.boots, strict=True):
+        for name, boot in zip(self.plan.names, self.plan.boots, strict=True):
             proc = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, env=env)
             self.procs.append(proc)  # before the hand-over: a failed one is still stopped
             assert proc.stdin is not None
@@ -261,7 +260,7 @@ class Supervisor:
             if self._signalled is not None and stopping_since is None:
                 log.info("%s: stopping every worker process", self._signalled.name)
                 stopping_since = self._stop_all()
-            for name, proc in zip(self.names, self.procs, strict=True):
+            for name, proc in zip(self.plan.names, self.procs, strict=True):
                 exitcode = proc.poll()
                 if exitcode is None or name in codes:
                     continue
@@ -273,7 +272,7 @@ class Supervisor:
             if len(codes) == len(self.procs):
                 return next((code for code in codes.values() if code), 0)
             if stopping_since is not None and time.monotonic() - stopping_since > deadline:
-                for name, proc in zip(self.names, self.procs, strict=True):
+                for name, proc in zip(self.plan.names, self.procs, strict=True):
                     if proc.poll() is None:
                         log.error("worker process %s did not stop in %.0f s; killing it", name, deadline)
                         proc.kill()
