@@ -7,17 +7,19 @@ feeding it records and reading the records that come out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pipeline.kafka.batching import InRecord
 
 Headers = list[tuple[str, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
-class OutRecord:
+class OutRecord(NamedTuple):
     """``source`` is the consumed record this one answers: when the broker refuses this record for good
-    (too large, invalid), the writer turns ``source`` into its own error event and dead letter instead."""
+    (too large, invalid), the writer turns ``source`` into its own error event and dead letter instead.
+
+    A value nothing changes once made, built once per event in each role: a named tuple, which is made
+    without the frozen dataclass's ``object.__setattr__`` per field."""
 
     topic: str
     value: bytes | None
