@@ -109,8 +109,10 @@ def check_envelope(datum: Any, limits: Limits, event_id: str | None) -> int:
             raise too_long(name, value, limits, event_id)
     model = datum.get("model")
     if isinstance(model, dict):
-        check_text("model.name", model.get("name"), limits, event_id)
-        check_text("model.version", model.get("version"), limits, event_id)
+        for name in ("name", "version"):
+            value = model.get(name)
+            if value.__class__ is str and len(value) > max_chars:
+                raise too_long(f"model.{name}", value, limits, event_id)
     attributes = datum.get("attributes")
     if not attributes or not isinstance(attributes, dict):
         return 0
@@ -126,20 +128,28 @@ def check_envelope(datum: Any, limits: Limits, event_id: str | None) -> int:
 
 def check_extent(where: str, shape: Sequence[int], limits: Limits, event_id: str | None) -> int:
     """The element count of a well-formed ``shape`` (non-negative ints) within ``max_tensor_elements``
-    elements; returns it.
+    elements; returns it (see :func:`element_count`)."""
+    elements = element_count(shape, limits.max_tensor_elements)
+    if elements is None:
+        raise tensor_too_large(where, shape, limits, event_id)
+    return elements
+
+
+def element_count(shape: Sequence[int], cap: int) -> int | None:
+    """The element count of a well-formed ``shape`` (non-negative ints), or None when it spans more than
+    ``cap`` elements.
 
     A zero dimension makes a tensor empty but not harmless (``[0, 2**62, 2**62]`` overflows numpy's size
     arithmetic downstream), so the cap applies to the product with each zero counted as one. The product
     stops growing at the cap: a hostile shape costs one multiplication per dimension of machine-size ints.
     """
-    cap = limits.max_tensor_elements
     extent = 1
     elements = 1
     for d in shape:
         if d > 1:
             extent *= d
             if extent > cap:
-                raise _too_large(where, shape, limits, event_id)
+                return None
         elements *= d
     return elements
 
@@ -150,7 +160,7 @@ def items_over(where: str, count: int, total: int, limits: Limits) -> Validation
     return too_many(where or "record", count, "items", limits, None, total)
 
 
-def _too_large(where: str, shape: Sequence[int], limits: Limits, event_id: str | None) -> ValidationError:
+def tensor_too_large(where: str, shape: Sequence[int], limits: Limits, event_id: str | None) -> ValidationError:
     count = 1
     zeros = False
     for d in shape:

@@ -20,7 +20,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipeline.serde.codes import ErrorCode
 from pipeline.serde.errors import ValidationError
-from pipeline.serde.limits import DEFAULT_LIMITS, Limits, check_envelope, check_extent, check_text, shown, too_many
+from pipeline.serde.limits import (
+    DEFAULT_LIMITS,
+    Limits,
+    check_envelope,
+    check_text,
+    element_count,
+    shown,
+    tensor_too_large,
+    too_long,
+    too_many,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,39 +115,60 @@ def check_tensor(
     """Dtype known, shape non-negative and within the caps, byte length = prod(shape) * itemsize; returns
     the wire dtype. ``where`` names the tensor in messages (``payload.tensors[0]``); ``items`` is how many
     array items and map entries the record holds besides this shape's dims (``max_items`` caps them all)."""
+    return _check_tensor(tensor, event_id, limits, where, None, items)
+
+
+def _where(where: str | None, index: int | None, name: Any) -> str:
+    """The tensor's name in a message. Only a failing check builds it: the f-string costs as much as one of
+    the checks it names."""
+    if index is not None:
+        return f"payload.tensors[{index}]"
+    return where if where is not None else f"tensor {shown(name)}"
+
+
+def _check_tensor(
+    tensor: Mapping[str, Any], event_id: str | None, limits: Limits, where: str | None, index: int | None, items: int
+) -> WireDtype:
     name = tensor.get("name")
-    if where is None:
-        where = f"tensor {shown(name)}"
-    check_text(f"{where}.name", name, limits, event_id)
+    if name.__class__ is str and len(name) > limits.max_text_chars:
+        raise too_long(f"{_where(where, index, name)}.name", name, limits, event_id)
     dtype = WIRE_DTYPES.get(str(tensor.get("dtype")))
     if dtype is None:
         raise ValidationError(
             ErrorCode.BAD_DTYPE,
-            f"{where}.dtype: {shown(tensor.get('dtype'))} is not one of {', '.join(WIRE_DTYPES)}",
+            f"{_where(where, index, name)}.dtype: {shown(tensor.get('dtype'))} is not one of {', '.join(WIRE_DTYPES)}",
             event_id=event_id,
         )
     shape = tensor.get("shape")
-    if not isinstance(shape, list | tuple):
-        raise ValidationError(ErrorCode.BAD_SHAPE, f"{where}.shape: {shown(shape)} is not a list", event_id=event_id)
+    if shape.__class__ is not list and not isinstance(shape, list | tuple):
+        raise ValidationError(
+            ErrorCode.BAD_SHAPE, f"{_where(where, index, name)}.shape: {shown(shape)} is not a list", event_id=event_id
+        )
     if items + len(shape) > limits.max_items:
-        raise too_many(f"{where}.shape", len(shape), "dims", limits, event_id, items + len(shape))
+        raise too_many(f"{_where(where, index, name)}.shape", len(shape), "dims", limits, event_id, items + len(shape))
     if len(shape) > MAX_DIMS:
         raise ValidationError(
             ErrorCode.BAD_SHAPE,
-            f"{where}.shape: {len(shape):,} dims, an array has at most {MAX_DIMS}",
+            f"{_where(where, index, name)}.shape: {len(shape):,} dims, an array has at most {MAX_DIMS}",
             event_id=event_id,
         )
-    if not all(d.__class__ is int and d >= 0 for d in shape):
-        raise ValidationError(
-            ErrorCode.BAD_SHAPE, f"{where}.shape: {shown(shape)} must be non-negative ints", event_id=event_id
-        )
-    expected = check_extent(where, shape, limits, event_id) * dtype.itemsize
+    for d in shape:
+        if d.__class__ is not int or d < 0:
+            raise ValidationError(
+                ErrorCode.BAD_SHAPE,
+                f"{_where(where, index, name)}.shape: {shown(shape)} must be non-negative ints",
+                event_id=event_id,
+            )
+    elements = element_count(shape, limits.max_tensor_elements)
+    if elements is None:
+        raise tensor_too_large(_where(where, index, name), shape, limits, event_id)
+    expected = elements * dtype.itemsize
     data = tensor.get("data")
-    if not isinstance(data, bytes | bytearray | memoryview) or len(data) != expected:
+    if (data.__class__ is not bytes and not isinstance(data, bytes | bytearray | memoryview)) or len(data) != expected:
         got = f"{len(data):,} bytes" if isinstance(data, bytes | bytearray | memoryview) else type(data).__name__
         raise ValidationError(
             ErrorCode.TENSOR_SIZE_MISMATCH,
-            f"{where}.data: {got}, shape {shown(shape)} of {dtype.name} needs {expected:,}",
+            f"{_where(where, index, name)}.data: {got}, shape {shown(shape)} of {dtype.name} needs {expected:,}",
             event_id=event_id,
         )
     return dtype
@@ -155,6 +186,11 @@ def has_nan_bytes(data: bytes, dtype: WireDtype, *, include_inf: bool = True) ->
     if dtype.kind == "f" and size in (4, 8) and _LITTLE_ENDIAN and len(data) <= _SMALL_TENSOR_BYTES:
         values = memoryview(data).cast("f") if size == 4 else memoryview(data).cast("d")
         if include_inf:
+            if size == 4:
+                # float32s summed as doubles: at most 64 of them cannot overflow, so the sum is finite
+                # exactly when every one is (a NaN stays NaN, an infinity stays one or meets its opposite
+                # in a NaN). One call in C instead of one per number.
+                return not math.isfinite(sum(values))
             return not all(map(math.isfinite, values))
         return any(map(math.isnan, values))
     if dtype.kind != "f":
@@ -190,15 +226,18 @@ def check_tensors(
         raise too_many("payload.tensors", len(tensors), "tensors", limits, event_id, items)
     seen: set[str] = set()
     for i, tensor in enumerate(tensors):
-        where = f"payload.tensors[{i}]"
         name = tensor.get("name")
         if name in seen:
-            raise ValidationError(ErrorCode.BAD_SHAPE, f"{where}.name: {shown(name)} given twice", event_id=event_id)
+            raise ValidationError(
+                ErrorCode.BAD_SHAPE, f"payload.tensors[{i}].name: {shown(name)} given twice", event_id=event_id
+            )
         seen.add(name)
-        dtype = check_tensor(tensor, event_id=event_id, limits=limits, where=where, items=items)
+        dtype = _check_tensor(tensor, event_id, limits, None, i, items)
         items += len(tensor["shape"])
         if check_nan and dtype.kind == "f" and has_nan_bytes(tensor["data"], dtype):
-            raise ValidationError(ErrorCode.NAN_TENSOR, f"{where}.data: NaN or infinity", event_id=event_id)
+            raise ValidationError(
+                ErrorCode.NAN_TENSOR, f"payload.tensors[{i}].data: NaN or infinity", event_id=event_id
+            )
 
 
 def validate_request(datum: Mapping[str, Any], *, check_nan: bool = True, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -213,8 +252,10 @@ def validate_request(datum: Mapping[str, Any], *, check_nan: bool = True, limits
         )
     assert isinstance(event_id, str)
     items = check_envelope(datum, limits, event_id)
-    payload = _payload_body(datum.get("payload"))
-    if not isinstance(payload, Mapping):
+    payload = datum.get("payload")
+    if payload.__class__ is not dict:
+        payload = _payload_body(payload)
+    if payload.__class__ is not dict and not isinstance(payload, Mapping):
         raise ValidationError(ErrorCode.INVALID_DATUM, "payload is neither text nor tensors", event_id=event_id)
     if "text" in payload:
         text = payload["text"]

@@ -94,6 +94,24 @@ def test_has_nan_bytes_agrees_with_numpy(dtype: str, size: int, bad: str | None)
     assert has_nan_bytes(data, WIRE_DTYPES[dtype]) is (bad is not None and size > 0)
 
 
+@pytest.mark.parametrize(
+    ("values", "bad"),
+    [
+        ([np.finfo(np.float32).max] * 64, False),  # the most a small tensor holds, each the largest float32
+        ([np.finfo(np.float32).min] * 64, False),
+        ([np.finfo(np.float32).max] * 63 + [np.inf], True),
+        ([np.inf, -np.inf], True),  # opposite infinities: their sum is NaN
+        ([-np.inf] + [np.finfo(np.float32).max] * 63, True),
+        ([np.finfo(np.float32).tiny, -0.0, 0.0], False),
+    ],
+)
+def test_has_nan_bytes_small_float32_at_the_edges(values: list[float], bad: bool) -> None:
+    """A small float32 tensor is checked by one sum: the largest finite values must not add up to an
+    infinity, and infinities of both signs must not cancel out."""
+    data = np.array(values, dtype="<f4").tobytes()
+    assert has_nan_bytes(data, WIRE_DTYPES["float32"]) is bad
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int64", "uint8", "bool", "float64"])
 def test_tensor_round_trip_is_little_endian(dtype: str) -> None:
     arr = (np.arange(12) % 3).astype(dtype).reshape(3, 4)
