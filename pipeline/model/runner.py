@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -271,10 +271,7 @@ class ModelRunner:
                 continue
             key = tuple(a.shape for a in feeds.values())
             groups.setdefault(key, []).append((pos, feeds))
-        inverse = {graph: name for name, graph in self.spec.outputs.items()}
-
-        def success(pos: int, row: dict[str, np.ndarray]) -> Outcome:
-            return Success(self.info, outputs={inverse[g]: v for g, v in row.items()})
+        success = self._tensor_success()
 
         for members in groups.values():
             for start in range(0, len(members), self.max_batch_size):
@@ -304,7 +301,7 @@ class ModelRunner:
             expected[req] = (graph, want.name, [int(d) for d in dims], size, want)
         chunks: dict[str, list[bytes]] = {req: [] for req in expected}
         for raw in inputs:
-            if isinstance(raw, ModelInput) or not isinstance(raw, Mapping):
+            if raw.__class__ is not dict and (isinstance(raw, ModelInput) or not isinstance(raw, Mapping)):
                 return False
             wire = raw.get("tensors")
             if not wire or len(wire) != len(expected):
@@ -326,13 +323,19 @@ class ModelRunner:
             if arr.dtype.kind == "f" and not self.spec.allow_nan and not np.isfinite(arr).all():
                 return False
             feeds[graph] = arr
-        inverse = {graph: name for name, graph in self.spec.outputs.items()}
-
-        def success(pos: int, row: dict[str, np.ndarray]) -> Outcome:
-            return Success(self.info, outputs={inverse[g]: v for g, v in row.items()})
+        success = self._tensor_success()
 
         self.session.run_isolated(list(range(n)), feeds, success, outcomes, deadline)
         return True
+
+    def _tensor_success(self) -> Callable[[int, dict[str, np.ndarray]], Outcome]:
+        """An event's outcome from its row of the outputs, keyed by graph output name: renamed to the
+        registry's names, or the row itself where the names are the same (it is made for this event)."""
+        info = self.info
+        inverse = {graph: name for name, graph in self.spec.outputs.items()}
+        if all(graph == name for graph, name in inverse.items()):
+            return lambda pos, row: Success(info, outputs=row)
+        return lambda pos, row: Success(info, outputs={inverse[g]: v for g, v in row.items()})
 
     def _validate_tensors(self, item: ModelInput) -> dict[str, np.ndarray]:
         """Graph input name -> the event's array, or InputError with the code that says what is wrong."""

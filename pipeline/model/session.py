@@ -124,10 +124,14 @@ class GuardedSession:
                 half = {k: v[part] for k, v in feeds.items()}
                 self._bisect(positions[part], half, success, outcomes, culprits, deadline)
             return
+        names = self._output_names
+        if len(names) == 1:  # most models: one output, one view of it per event
+            name, out = names[0], results[0]
+            for row, pos in enumerate(positions):
+                outcomes[pos] = success(pos, {name: out[row]})
+            return
         for row, pos in enumerate(positions):
-            outcomes[pos] = success(
-                pos, {name: out[row] for name, out in zip(self._output_names, results, strict=True)}
-            )
+            outcomes[pos] = success(pos, {name: out[row] for name, out in zip(names, results, strict=True)})
 
     def run(self, feeds: Feeds, deadline: float | None) -> list[np.ndarray]:
         """One ONNX Runtime call, watched when it has a deadline; raises Terminated when the deadline

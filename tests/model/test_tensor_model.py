@@ -210,3 +210,57 @@ def test_inline_runs_are_off_by_default(registry: Registry, tmp_path: Path) -> N
         assert service.typical_batch_s < 1.0 and not service.runs_inline
     finally:
         service.close()
+
+
+def _two_output_model(folder: Path) -> Registry:
+    """x float32 [B, 8] -> graph outputs ``y`` (tiny's answer) and ``neg`` (-x), which the registry names
+    ``answer`` and ``negated``: a model whose output names differ from the graph's."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pipeline.model import load_registry
+
+    w, b = tiny.weights()
+    graph = helper.make_graph(
+        nodes=[
+            helper.make_node("MatMul", ["x", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["xwb"]),
+            helper.make_node("Relu", ["xwb"], ["y"]),
+            helper.make_node("Neg", ["x"], ["neg"]),
+        ],
+        name="two",
+        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", tiny.IN_DIM])],
+        outputs=[
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", tiny.OUT_DIM]),
+            helper.make_tensor_value_info("neg", TensorProto.FLOAT, ["batch", tiny.IN_DIM]),
+        ],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", tiny.OPSET)], producer_name="tests")
+    model.ir_version = tiny.IR_VERSION
+    (folder / "two").mkdir()
+    (folder / "two" / "model.onnx").write_bytes(model.SerializeToString())
+    toml = folder / "models.toml"
+    toml.write_text(
+        '[models.two]\nversion = "1"\ntask = "tensor"\nonnx = "two/model.onnx"\nmax_batch_size = 64\n'
+        'inputs = { x = "x" }\noutputs = { answer = "y", negated = "neg" }\n',
+        encoding="utf-8",
+    )
+    return load_registry(toml)
+
+
+def test_outputs_are_keyed_by_the_registry_names_on_both_paths(tmp_path: Path) -> None:
+    """Each event gets its own row of every output, under the registry's name for it, whether the batch
+    takes the joined wire path or the per-event one."""
+    runner = ModelRunner(_two_output_model(tmp_path).get("two"), tmp_path, device="cpu")
+    try:
+        xs = np.random.default_rng(5).standard_normal((5, 8)).astype(np.float32)
+        wire = runner.run_batch([{"tensors": [encode_tensor("x", row)]} for row in xs])
+        per_event = runner.run_batch([ModelInput(tensors={"x": row}) for row in xs])
+        for outcomes in (wire, per_event):
+            for row, outcome in zip(xs, outcomes, strict=True):
+                assert isinstance(outcome, Success), outcome
+                assert set(outcome.outputs) == {"answer", "negated"}
+                np.testing.assert_allclose(outcome.outputs["answer"], tiny.reference(row[None])[0], atol=1e-6)
+                np.testing.assert_array_equal(outcome.outputs["negated"], -row)
+    finally:
+        runner.close()
