@@ -57,9 +57,13 @@ def string_bytes(text: str) -> bytes:
     return long_bytes(len(data)) + data
 
 
-def output_bytes(embedding: np.ndarray | None, outputs: Mapping[str, np.ndarray]) -> bytes:
+Heads = dict[tuple[str, np.dtype[Any], tuple[int, ...]], bytes]
+
+
+def output_bytes(embedding: np.ndarray | None, outputs: Mapping[str, np.ndarray], heads: Heads | None = None) -> bytes:
     """The ``output`` union: an embedding (branch 0) when there is one, else named tensors (branch 1), as
-    the codec writes :func:`pipeline.stages.results.result_output`'s datum."""
+    the codec writes :func:`pipeline.stages.results.result_output`'s datum. ``heads`` keeps each tensor's
+    name, dtype and shape as written, by those three: the events of a batch share them."""
     if embedding is not None:
         floats = np.ascontiguousarray(embedding, dtype=_FLOAT32_LE).reshape(-1)
         if not floats.size:
@@ -70,14 +74,24 @@ def output_bytes(embedding: np.ndarray | None, outputs: Mapping[str, np.ndarray]
     parts = [_SECOND, long_bytes(len(outputs))]
     for name, array in outputs.items():
         data = little_endian_bytes(array)
-        shape = array.shape
-        parts += (string_bytes(name), string_bytes(dtype_name(array.dtype)))
-        if shape:
-            parts += (long_bytes(len(shape)), *(long_bytes(d) for d in shape), _END)
-        else:
-            parts.append(_END)
-        parts += (long_bytes(len(data)), data)
+        key = (name, array.dtype, array.shape)
+        head = heads.get(key) if heads is not None else None
+        if head is None:
+            head = _tensor_head(name, array.dtype, array.shape)
+            if heads is not None:
+                heads[key] = head
+        parts += (head, long_bytes(len(data)), data)
     parts.append(_END)
+    return b"".join(parts)
+
+
+def _tensor_head(name: str, dtype: np.dtype[Any], shape: tuple[int, ...]) -> bytes:
+    """A tensor's fields before its data: name, dtype and shape (an array: count, dims, end)."""
+    parts = [string_bytes(name), string_bytes(dtype_name(dtype))]
+    if shape:
+        parts += (long_bytes(len(shape)), *(long_bytes(d) for d in shape), _END)
+    else:
+        parts.append(_END)
     return b"".join(parts)
 
 
@@ -139,7 +153,7 @@ class ChunkWire:
 class BatchWire:
     """One model batch's results: each event's bytes around the batch's constant parts."""
 
-    __slots__ = ("_at", "_at_bytes", "_header", "_inference", "_limit", "_model", "_tail")
+    __slots__ = ("_at", "_at_bytes", "_header", "_heads", "_inference", "_limit", "_model", "_tail")
 
     def __init__(self, header: bytes, model: bytes, inference: bytes, tail: bytes, limit: int) -> None:
         self._header, self._model, self._inference, self._tail, self._limit = header, model, inference, tail, limit
@@ -147,6 +161,7 @@ class BatchWire:
         # its varint (a Python loop over a 41-bit number) is written once per value, not once per event.
         self._at: int | None = None
         self._at_bytes = b""
+        self._heads: Heads = {}  # each output tensor's name, dtype and shape, written once per batch
 
     def write(
         self,
@@ -172,7 +187,7 @@ class BatchWire:
                 string_bytes(event_id if event_id.__class__ is str else str(event_id)),
                 _NULL if correlation is None else _SECOND + string_bytes(correlation),
                 self._model,
-                output_bytes(embedding, outputs),
+                output_bytes(embedding, outputs, self._heads),
                 _DOUBLE(queued_ms),
                 self._inference,
                 _DOUBLE(end_to_end_ms),

@@ -175,6 +175,39 @@ def test_one_batch_writer_gives_each_result_its_own_completed_at() -> None:
         assert direct == codec.encode(datum, "pipeline.output"), at
 
 
+def test_one_batch_writer_gives_each_result_its_own_tensor_heads() -> None:
+    # The writer keeps each tensor's name, dtype and shape bytes for the batch: results whose tensors change
+    # shape, dtype or name between events (and back) still carry their own, as the codec writes them.
+    codec = _codec()
+    wire = ResultWire.for_codec(codec, "pipeline.output")
+    assert wire is not None
+    batch = wire.batch(model="tiny", version="1", provider="CPU", inference_ms=1.0, batch_size=5, worker_id="w")
+    for outputs in (
+        {"y": np.arange(4, dtype=np.float32)},
+        {"y": np.arange(6, dtype=np.float32).reshape(2, 3)},
+        {"y": np.arange(4, dtype=np.float64)},
+        {"y": np.arange(4, dtype=">f4")},
+        {"z": np.arange(4, dtype=np.float32)},
+        {"y": np.arange(4, dtype=np.float32), "z": np.array(1, dtype=np.int8)},
+        {"y": np.arange(4, dtype=np.float32)},
+    ):
+        direct = batch.write(REQUEST, embedding=None, outputs=outputs, truncated=False, queued_ms=0.5, completed_at=7)
+        datum = build_result(
+            request=REQUEST,
+            model_name="tiny",
+            model_version="1",
+            provider="CPU",
+            output=result_output(Success(INFO, outputs=outputs)),
+            queued_ms=0.5,
+            inference_ms=1.0,
+            batch_size=5,
+            worker_id="w",
+            completed_at=7,
+            truncated=False,
+        )
+        assert direct == codec.encode(datum, "pipeline.output"), outputs
+
+
 def test_confluent_framing_carries_the_registrys_id_as_the_codec_does() -> None:
     codec = _codec(schema_registry_url="mock://result-wire")
     assert codec.framing == "confluent"
