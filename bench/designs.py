@@ -7,6 +7,7 @@ same environment the end-to-end tests use (``env_for``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -147,6 +148,7 @@ class DesignProcess:
         self.replaced: dict[int, int] = {}  # pid -> the peak of the image it replaced by exec, in bytes
         self._images: dict[int, bytes] = {}  # pid -> its command line when its mark was last read
         self._sample_s = sample_s
+        self._marks_lock = threading.Lock()  # the sampler and peak_now_mb both read marks
         self._stopping = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
         self._sampler.start()
@@ -162,6 +164,10 @@ class DesignProcess:
         self._read_marks(root)  # the last marks, taken before the processes are stopped
 
     def _read_marks(self, root: psutil.Process) -> None:
+        with self._marks_lock:
+            self._read_marks_locked(root)
+
+    def _read_marks_locked(self, root: psutil.Process) -> None:
         try:
             pids = [root.pid] + [child.pid for child in root.children(recursive=True)]
         except psutil.Error:
@@ -187,6 +193,12 @@ class DesignProcess:
     @property
     def peak_rss_mb(self) -> float:
         return self.peak_rss / 2**20
+
+    def peak_now_mb(self) -> float:
+        """The peak so far with every mark read now, not at the sampler's last tick: the end of a phase."""
+        with contextlib.suppress(psutil.Error):
+            self._read_marks(psutil.Process(self.proc.pid))
+        return self.peak_rss_mb
 
     def cpu_seconds(self) -> float:
         """utime + stime of the whole process tree so far, children included (``bench.cpu``)."""

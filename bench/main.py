@@ -2,7 +2,8 @@
 
 Writes ``results/bench-<time>/`` (or ``--out``): ``bench.json`` (top-level ``ratios``: pipeline events/s
 over the other's; ``cpu_ratios``: pipeline events per CPU-second over the other's; ``floor`` and
-``floor_ratios``: the job alone without Kafka, and the pipeline's CPU per event over it), ``bench.md``
+``floor_ratios``: the job alone without Kafka, and the pipeline's CPU per event over it;
+``memory_vs_raw_two_hop``: peak RSS over the raw two-hop design's, on the same work and whole runs), ``bench.md``
 (the table, the ratios against their targets, the latency curve) and ``latency.png``. ``--quick`` is the
 smoke mode (under two minutes on an idle host): small backlogs, short latency windows (none for the
 designs in ``QUICK_NO_LATENCY``), and for minilm-l6 only the pipeline, its ceiling and its floor.
@@ -38,6 +39,7 @@ from bench.report import (
     floor_ratios,
     latency_vs_raw,
     markdown,
+    memory_vs_raw,
     plot,
     ratios,
 )
@@ -242,6 +244,7 @@ def run(
     result["floor_ratios"] = floor_ratios(result)
     result["eos_p99_added_ms"] = eos_p99_added_ms(result)
     result["p99_over_raw_two_hop_ms"] = latency_vs_raw(result)
+    result["memory_vs_raw_two_hop"] = memory_vs_raw(result)
     return result
 
 

@@ -78,6 +78,9 @@ class LatencyPoint:
     # decides where its latency turns up.
     design_cpu_pct: float = 0.0
     design_cpu_us_per_event: float = 0.0
+    # The design's peak RSS so far (its processes' high-water marks summed) at the window's end: where in a
+    # run its memory peaked, so that designs compare on the work all of them were given.
+    peak_rss_mb: float = 0.0
 
 
 class Watermarks:

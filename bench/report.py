@@ -25,6 +25,9 @@ FLOOR_TARGET = 1.4
 # The pipeline's p99 may exceed the raw two-hop design's by at most two batch deadlines at these fractions
 # of the pipeline's maximum.
 LATENCY_TARGET_FRACTIONS = (0.25, 0.5)
+# The pipeline's peak RSS, all its processes summed, at most this many times the raw two-hop design's on the
+# same work.
+MEMORY_TARGET = 1.5
 # Exactly-once's p99 at the common offered rate may exceed at-least-once's by at most the commit interval
 # (100 ms by default) plus this.
 EOS_P99_MARGIN_MS = 20.0
@@ -120,6 +123,51 @@ def eos_p99_added_ms(result: dict[str, Any]) -> float | None:
     if not alo or not eos or not alo.get("latency") or not eos.get("latency"):
         return None
     return float(eos["latency"]["p99_ms"] - alo["latency"]["p99_ms"])
+
+
+def memory_vs_raw(result: dict[str, Any], model: str = "tiny") -> dict[str, float | None]:
+    """The pipeline's peak RSS over the raw two-hop design's, two ways. ``whole_run``: each design's peak
+    over its whole run. ``same_work``: the pipeline's peak up to the end of the last latency window at a
+    rate the raw design was offered too (its backlogs included), over the raw design's: a slower design is
+    not offered the pipeline's higher rates, where the pipeline queues more in flight. None where a run or
+    its per-window peaks are missing."""
+    mine, raw = _run(result, "pipeline", model), _run(result, "raw_two_hop", model)
+    out: dict[str, float | None] = {"whole_run": None, "same_work": None, "pipeline_same_work_mb": None}
+    if not mine or not raw or not raw.get("peak_rss_mb"):
+        return out
+    out["whole_run"] = float(mine["peak_rss_mb"] / raw["peak_rss_mb"])
+    theirs = [p for p in [raw.get("latency"), *raw.get("curve", [])] if p]
+    points = [p for p in [mine.get("latency"), *mine.get("curve", [])] if p]
+    if not mine.get("backlog_peak_rss_mb") or any(not p.get("peak_rss_mb") for p in points):
+        return out
+    highest = max((p["offered_per_s"] for p in theirs), default=0.0) * 1.01
+    same = max([mine["backlog_peak_rss_mb"]] + [p["peak_rss_mb"] for p in points if p["offered_per_s"] <= highest])
+    out["pipeline_same_work_mb"] = float(same)
+    out["same_work"] = float(same / raw["peak_rss_mb"])
+    return out
+
+
+def _memory_line(result: dict[str, Any], model: str = "tiny") -> list[str]:
+    m = memory_vs_raw(result, model)
+    if m["whole_run"] is None:
+        return []
+    mine, raw = _run(result, "pipeline", model), _run(result, "raw_two_hop", model)
+    assert mine is not None and raw is not None
+    whole = (
+        f"{m['whole_run']:.2f} over each whole run (the pipeline {mine['peak_rss_mb']:,.0f} MB, the raw "
+        f"two-hop design {raw['peak_rss_mb']:,.0f} MB)"
+    )
+    if m["same_work"] is None:
+        return ["", f"Memory ({model}), the pipeline's peak RSS over the raw two-hop design's: {whole}."]
+    met = "met" if m["same_work"] <= MEMORY_TARGET else "missed"
+    return [
+        "",
+        f"Memory ({model}), the pipeline's peak RSS over the raw two-hop design's: {m['same_work']:.2f} on the "
+        f"same work (the backlogs and every rate both were offered: the pipeline {m['pipeline_same_work_mb']:,.0f} "
+        f"MB; its backlogs alone {mine['backlog_peak_rss_mb']:,.0f} MB, the raw design's "
+        f"{raw.get('backlog_peak_rss_mb') or 0:,.0f}) (target: at most {MEMORY_TARGET}: {met}); {whole}, where "
+        "the pipeline's also holds the rates above the raw design's maximum.",
+    ]
 
 
 def _ms(point: dict[str, Any] | None, key: str) -> str:
@@ -222,6 +270,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"(target: at most the commit interval plus {EOS_P99_MARGIN_MS:.0f} ms, {most:.0f} ms: "
             f"{'met' if added <= most else 'missed'}).",
         ]
+    lines += _memory_line(result)
     for model in result["models"]:
         lines += _curve_rows(result, model)
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ the clean-up."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +33,8 @@ class DesignRun:
     events_per_cpu_s: float = 0.0
     cpu_us_per_event: float = 0.0
     model_busy: float = 0.0  # share of the span the model was running (see measure.Throughput)
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0  # over the whole run: every leg, and the latency windows after the last
+    backlog_peak_rss_mb: float = 0.0  # over the backlogs alone (the largest leg's), the same work for every design
     latency: LatencyPoint | None = None  # at the model's common offered rate
     # Latency against load: the pipeline's at fractions of its own maximum; every other design's at the
     # same absolute rates (the phase's ``rates``), so that the curves compare at equal offered load.
@@ -103,6 +105,7 @@ def run_design(
                     at_done = lambda: cpu.append(proc.cpu_seconds())  # noqa: E731
                     tp = drain_backlog(settings, phase.events, proc.alive, started, timeout_s, at_done)
                     legs.append((tp, cpu[1] - cpu[0]))
+                    result.backlog_peak_rss_mb = max(result.backlog_peak_rss_mb, proc.peak_now_mb())
                     median, cpu_s = sorted(legs, key=lambda leg: leg[0].events_per_s)[len(legs) // 2]
                     result.events_per_s, result.span_s = median.events_per_s, median.span_s
                     result.first_output_s, result.model_busy = median.first_output_s, median.model_busy
@@ -118,7 +121,16 @@ def run_design(
                     )
                     if latency and phase.seconds > 0:
                         _measure_latency(
-                            settings, model, design, phase, result.events_per_s, result, log, split, proc.cpu_seconds
+                            settings,
+                            model,
+                            design,
+                            phase,
+                            result.events_per_s,
+                            result,
+                            log,
+                            split,
+                            proc.cpu_seconds,
+                            proc.peak_now_mb,
                         )
                 except DesignFailed as exc:
                     raise DesignFailed(f"{design}/{model}: {exc}\n--- its output:\n{proc.output()}") from None
@@ -149,6 +161,7 @@ def _measure_latency(
     log: Callable[[str], None],
     split: CpuSplit | None = None,
     design_cpu: Callable[[], float] | None = None,
+    design_peak_mb: Callable[[], float] | None = None,
 ) -> None:
     """At the phase's common rate, then at each curve fraction of ``maximum`` (the reported events/s) and at
     each of the phase's absolute rates. A rate over the design's own maximum is not offered: its backlog
@@ -161,10 +174,15 @@ def _measure_latency(
             pin(os.getpid(), split.load)
             pin(reader.pid, split.load)
         generator.warm_up(reader)
-        result.latency = generator.offer(reader, phase.rate, phase.seconds, seed=100, design_cpu=design_cpu)
+        result.latency = _peaked(
+            generator.offer(reader, phase.rate, phase.seconds, seed=100, design_cpu=design_cpu), design_peak_mb
+        )
         _log_point(log, model, design, result.latency)
         for k, fraction in enumerate(phase.curve):
-            point = generator.offer(reader, maximum * fraction, phase.seconds, seed=101 + k, design_cpu=design_cpu)
+            point = _peaked(
+                generator.offer(reader, maximum * fraction, phase.seconds, seed=101 + k, design_cpu=design_cpu),
+                design_peak_mb,
+            )
             result.curve.append(point)
             _log_point(log, model, design, point, f"{fraction:.0%} of max")
         for k, rate in enumerate(phase.rates):
@@ -172,7 +190,9 @@ def _measure_latency(
                 result.above_maximum.append(rate)
                 log(f"{model:9s} {design:16s} {rate:8,.0f}/s is over its maximum ({maximum:,.0f}/s): not offered")
                 continue
-            point = generator.offer(reader, rate, phase.seconds, seed=111 + k, design_cpu=design_cpu)
+            point = _peaked(
+                generator.offer(reader, rate, phase.seconds, seed=111 + k, design_cpu=design_cpu), design_peak_mb
+            )
             result.curve.append(point)
             _log_point(log, model, design, point, "(the pipeline's curve)")
     finally:
@@ -181,12 +201,16 @@ def _measure_latency(
             pin(os.getpid(), everywhere)
 
 
+def _peaked(point: LatencyPoint, peak_mb: Callable[[], float] | None) -> LatencyPoint:
+    return dataclasses.replace(point, peak_rss_mb=peak_mb()) if peak_mb else point
+
+
 def _log_point(log: Callable[[str], None], model: str, design: str, p: LatencyPoint, what: str = "") -> None:
     log(
         f"{model:9s} {design:16s} offered {p.offered_per_s:8,.0f}/s (sent {p.sent_per_s:8,.0f}/s) "
         f"p50 {p.p50_ms:6.1f} p95 {p.p95_ms:6.1f} p99 {p.p99_ms:7.1f} ms; CPU: design {p.design_cpu_pct:.0f}% "
         f"({p.design_cpu_us_per_event:,.0f} µs/event), generator {p.generator_cpu_pct:.0f}%, reader "
-        f"{p.reader_cpu_pct:.0f}% of a core {what}"
+        f"{p.reader_cpu_pct:.0f}% of a core, peak RSS so far {p.peak_rss_mb:,.0f} MB {what}"
     )
 
 

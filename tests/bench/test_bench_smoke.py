@@ -70,6 +70,7 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
     for (design, model), r in runs.items():
         assert r["error"] is None, f"{design}/{model}: {r['error']}"
         assert _positive(r["events_per_s"]) and _positive(r["peak_rss_mb"]), (design, model)
+        assert 0 < r["backlog_peak_rss_mb"] <= r["peak_rss_mb"], (design, model)
         assert _positive(r["events_per_cpu_s"]) and _positive(r["cpu_us_per_event"]), (design, model)
         lat = r["latency"]
         if design in ("raw_two_hop", "faust_per_event_n", "quix_n"):
@@ -86,6 +87,10 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
     assert all(_positive(p["generator_cpu_pct"]) for p in curve)  # the load's own CPU, beside its latency
     assert _positive(sum(p["reader_cpu_pct"] for p in curve))
     assert all(_positive(p["design_cpu_us_per_event"]) for p in curve)
+    # where the memory peaked: the tree's peak after each window, never below the backlog's
+    peaks = [p["peak_rss_mb"] for p in curve]
+    assert runs[("pipeline", "tiny")]["backlog_peak_rss_mb"] <= peaks[0] and peaks == sorted(peaks)
+    assert all(_positive(v) for v in result["memory_vs_raw_two_hop"].values()), result["memory_vs_raw_two_hop"]
     # The raw loop is offered the pipeline's own rates below its maximum (or says which were over its own).
     raw = runs[("raw_loop", "tiny")]
     offered = sorted([p["offered_per_s"] for p in raw["curve"]] + raw["above_maximum"])

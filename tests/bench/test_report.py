@@ -13,6 +13,7 @@ from bench.report import (
     floor_ratios,
     latency_vs_raw,
     markdown,
+    memory_vs_raw,
     plot,
     ratios,
 )
@@ -161,3 +162,29 @@ def test_every_designs_latency_at_the_pipelines_rates_and_the_p99_target() -> No
     assert "| raw two-hop, plain confluent-kafka + fastavro | 5 / 10 (150 µs) | 15 / 30 (150 µs) |" in table
     assert "| Faust, one event at a time | 150 / 300 (150 µs) | over max | over max | 12 | 3 |" in table
     assert "at 25% +30 ms (met), at 50% +60 ms (missed)" in table
+
+
+def test_memory_is_compared_on_the_work_both_designs_were_given() -> None:
+    result = _result(pipeline=20_000.0, raw_two_hop=15_000.0)
+    mine = next(r for r in result["runs"] if r["design"] == "pipeline" and r["model"] == "tiny")
+    raw = next(r for r in result["runs"] if r["design"] == "raw_two_hop")
+    # the pipeline's peak so far after each window: 25, 50, 75% of its maximum, then 100% (20,000/s)
+    mine["backlog_peak_rss_mb"], mine["latency"]["peak_rss_mb"] = 280.0, 281.0
+    for point, peak in zip(mine["curve"], (282.0, 290.0, 300.0, 390.0), strict=True):
+        point["peak_rss_mb"] = peak
+    # the raw design, slower, was offered the common rate and the pipeline's 25, 50 and 75% (15,000/s)
+    raw["curve"] = [dict(p) for p in mine["curve"][:3]]
+    raw["peak_rss_mb"], raw["backlog_peak_rss_mb"] = 200.0, 190.0
+    mine["peak_rss_mb"] = 390.0
+
+    m = memory_vs_raw(result)
+    assert m["whole_run"] == 390.0 / 200.0
+    assert m["pipeline_same_work_mb"] == 300.0 and m["same_work"] == 1.5
+    assert "1.50 on the same work" in markdown(result) and "at most 1.5: met" in markdown(result)
+
+    raw["curve"] = raw["curve"][:1]  # offered only 25%: the pipeline's peak up to that window
+    assert memory_vs_raw(result)["pipeline_same_work_mb"] == 282.0
+
+    del mine["curve"][3]["peak_rss_mb"]  # a run without the per-window peaks: no same-work figure
+    assert memory_vs_raw(result)["same_work"] is None and memory_vs_raw(result)["whole_run"] == 1.95
+    assert "1.95 over each whole run" in markdown(result)
