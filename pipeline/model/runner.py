@@ -42,6 +42,7 @@ from pipeline.serde.codes import ErrorCode, Stage
 log = logging.getLogger(__name__)
 
 RawInput = ModelInput | Mapping[str, Any]
+_WireInput = tuple[str, str, list[int], int, np.dtype[Any], np.dtype[Any]]
 
 
 class ModelRunner:
@@ -84,6 +85,7 @@ class ModelRunner:
         self.inputs = {i.name: (i.type, list(i.shape)) for i in self._session.get_inputs()}
         self.outputs = {o.name: (o.type, list(o.shape)) for o in self._session.get_outputs()}
         self._check_mapping()
+        self._wire_inputs = self._wire_input_specs()
         self._output_names = list(dict.fromkeys(spec.outputs.values()))
         self._tokenizer: TextTokenizer | None = None
         if spec.task == TEXT_EMBEDDING:
@@ -290,15 +292,9 @@ class ModelRunner:
         n = len(inputs)
         if n == 0 or n > self.max_batch_size:
             return False
-        expected: dict[str, tuple[str, str, list[int], int, np.dtype[Any]]] = {}
-        for req, graph in self.spec.inputs.items():
-            ort_type, shape = self.inputs[graph]
-            want = ORT_DTYPES.get(ort_type)
-            dims = shape[1:]
-            if want is None or not all(isinstance(d, int) for d in dims):
-                return False
-            size = int(np.prod(dims, dtype=np.int64)) * want.itemsize
-            expected[req] = (graph, want.name, [int(d) for d in dims], size, want)
+        expected = self._wire_inputs
+        if expected is None:
+            return False
         chunks: dict[str, list[bytes]] = {req: [] for req in expected}
         for raw in inputs:
             if raw.__class__ is not dict and (isinstance(raw, ModelInput) or not isinstance(raw, Mapping)):
@@ -315,11 +311,10 @@ class ModelRunner:
                     return False
                 chunks[tensor["name"]].append(data)
         feeds: Feeds = {}
-        for req, (graph, _, dims, _, want) in expected.items():
+        for req, (graph, _, dims, _, want, little) in expected.items():
             if len(chunks[req]) != n:
                 return False
-            arr = np.frombuffer(b"".join(chunks[req]), dtype=want.newbyteorder("<")).reshape(n, *dims)
-            arr = arr.astype(want, copy=False)
+            arr = np.frombuffer(b"".join(chunks[req]), dtype=little).reshape(n, *dims).astype(want, copy=False)
             if arr.dtype.kind == "f" and not self.spec.allow_nan and not np.isfinite(arr).all():
                 return False
             feeds[graph] = arr
@@ -327,6 +322,23 @@ class ModelRunner:
 
         self.session.run_isolated(list(range(n)), feeds, success, outcomes, deadline)
         return True
+
+    def _wire_input_specs(self) -> dict[str, _WireInput] | None:
+        """Per request input name, what the one-pass path expects of a wire tensor (the graph input's name,
+        dtype name, dims without the batch axis, byte length, dtype and its little-endian form), or None
+        where a dim is not fixed: the session's inputs never change, so this is worked out once."""
+        expected: dict[str, _WireInput] = {}
+        for req, graph in self.spec.inputs.items():
+            if graph not in self.inputs:
+                return None
+            ort_type, shape = self.inputs[graph]
+            want = ORT_DTYPES.get(ort_type)
+            dims = shape[1:]
+            if want is None or not all(isinstance(d, int) for d in dims):
+                return None
+            size = int(np.prod(dims, dtype=np.int64)) * want.itemsize
+            expected[req] = (graph, want.name, [int(d) for d in dims], size, want, want.newbyteorder("<"))
+        return expected
 
     def _tensor_success(self) -> Callable[[int, dict[str, np.ndarray]], Outcome]:
         """An event's outcome from its row of the outputs, keyed by graph output name: renamed to the

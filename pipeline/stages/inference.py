@@ -102,6 +102,7 @@ class InferenceStage:
 
         results: dict[str, int] = {}
         size = self.batch_size
+        encode_s = 0.0  # over the batch's model batches: the stage metric is per batch, as decode's
         for start in range(0, len(items), size):
             if start:
                 await asyncio.sleep(0)  # let the other agent and the hand-offs in between model batches
@@ -117,7 +118,9 @@ class InferenceStage:
                 wires = self._wire.chunk(inference_ms=inference_ms, batch_size=len(chunk), worker_id=self.worker_id)
             for item, outcome in zip(chunk, outcomes, strict=True):
                 out.extend(self._answer(item, outcome, began, inference_ms, len(chunk), batch_id, results, wires))
-            self.metrics.stage_seconds.labels("encode").observe(time.perf_counter() - encode_started)
+            encode_s += time.perf_counter() - encode_started
+        if items:
+            self.metrics.stage_seconds.labels("encode").observe(encode_s)
         for model, n in results.items():
             self.metrics.results.labels(model).inc(n)
         self.metrics.batch_seconds.labels(self.role).observe(time.perf_counter() - started_batch)

@@ -254,3 +254,25 @@ def test_a_hook_past_its_deadline_fails_its_event_as_timeout(
     )
     (letter,) = out[settings.topics.dead_letter]
     assert read_context(letter.headers)["exception.class"].endswith("HookTimeout")
+
+
+def test_stage_times_are_one_per_batch_and_the_models_one_per_model_batch(
+    settings: Settings, codecs: Codecs, models: ModelService
+) -> None:
+    """Ten events in model batches of four: the model is timed three times, decode and encode once each,
+    as ``pipeline_stage_seconds`` says (the time of a batch's stage)."""
+    stage = _stage(settings, codecs, models)
+    requests = [build_request(model="tiny", tensors={"x": np.ones(8, dtype=np.float32)}) for _ in range(10)]
+    out = asyncio.run(stage.process(batch_of([Consumed(codecs.request.encode(r)) for r in requests])))
+    assert len(out) == 10 and {r.topic for r in out} == {settings.topics.output}
+    counts = {
+        (s.name, s.labels.get("stage") or s.labels.get("model")): s.value
+        for family in stage.metrics.registry.collect()
+        for s in family.samples
+        if s.name in ("pipeline_stage_seconds_count", "pipeline_model_inference_seconds_count")
+    }
+    assert counts == {
+        ("pipeline_stage_seconds_count", "decode"): 1.0,
+        ("pipeline_stage_seconds_count", "encode"): 1.0,
+        ("pipeline_model_inference_seconds_count", "tiny"): 3.0,
+    }
