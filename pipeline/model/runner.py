@@ -86,6 +86,7 @@ class ModelRunner:
         self.outputs = {o.name: (o.type, list(o.shape)) for o in self._session.get_outputs()}
         self._check_mapping()
         self._wire_inputs = self._wire_input_specs()
+        self._success = self._tensor_success()
         self._output_names = list(dict.fromkeys(spec.outputs.values()))
         self._tokenizer: TextTokenizer | None = None
         if spec.task == TEXT_EMBEDDING:
@@ -273,7 +274,7 @@ class ModelRunner:
                 continue
             key = tuple(a.shape for a in feeds.values())
             groups.setdefault(key, []).append((pos, feeds))
-        success = self._tensor_success()
+        success = self._success
 
         for members in groups.values():
             for start in range(0, len(members), self.max_batch_size):
@@ -318,7 +319,7 @@ class ModelRunner:
             if arr.dtype.kind == "f" and not self.spec.allow_nan and not np.isfinite(arr).all():
                 return False
             feeds[graph] = arr
-        success = self._tensor_success()
+        success = self._success
 
         self.session.run_isolated(list(range(n)), feeds, success, outcomes, deadline)
         return True
@@ -342,7 +343,8 @@ class ModelRunner:
 
     def _tensor_success(self) -> Callable[[int, dict[str, np.ndarray]], Outcome]:
         """An event's outcome from its row of the outputs, keyed by graph output name: renamed to the
-        registry's names, or the row itself where the names are the same (it is made for this event)."""
+        registry's names, or the row itself where the names are the same (it is made for this event). Made
+        once per session, as the wire inputs' specs: the names and the model's info never change."""
         info = self.info
         inverse = {graph: name for name, graph in self.spec.outputs.items()}
         if all(graph == name for graph, name in inverse.items()):
