@@ -37,6 +37,16 @@ def process_ticks(pid: int) -> int | None:
         return None
 
 
+def host_busy_seconds() -> float:
+    """CPU seconds the host's cores have spent busy since boot: ``/proc/stat``'s first line, every column
+    but idle and iowait (guest time is already in user). Over a drain, this less the design's own is what
+    the rest of the host spent meanwhile: the broker, mostly, on a host where the broker shares the cores."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / TICKS_PER_S
+
+
 def tree_cpu_seconds(root: int) -> float:
     """CPU seconds spent by ``root`` and every live descendant (with their reaped children)."""
     try:

@@ -238,7 +238,7 @@ def markdown(result: dict[str, Any]) -> str:
         "before the backlog is released to the running design and right after its last output; pipeline ÷ "
         "this (CPU) is the pipeline's events per CPU-second over the design's. The floor: the job alone in "
         "one process, no Kafka (decode, validate, encode the forward, decode again, the model in batches, "
-        "build and encode the result), on the pipeline's own code." + _floor_line(result),
+        "build and encode the result), on the pipeline's own code." + _floor_line(result) + _host_line(result),
         "",
         "| model | design | processes | events/s | pipeline ÷ this | events/CPU-s | µs CPU/event "
         "| pipeline ÷ this (CPU) | model busy | offered/s | p50 ms | p95 ms | p99 ms | peak RSS MB |",
@@ -357,6 +357,25 @@ def _floor_line(result: dict[str, Any]) -> str:
             f"{mine['cpu_us_per_event']:,.1f}, pipeline / floor {ratio:.2f} (target later: at most {FLOOR_TARGET})"
         )
     return (" " + "; ".join(parts) + ".") if parts else ""
+
+
+def _host_line(result: dict[str, Any], model: str = "tiny") -> str:
+    """Where a backlog's host went: on a host whose cores every design shares with the broker, a design
+    that keeps them all busy can only go faster by costing less per event, its own CPU and the broker's."""
+    parts = []
+    for r in result["runs"]:
+        if r["model"] != model or r.get("error") or not r.get("host_cores_busy"):
+            continue
+        parts.append(
+            f"{NAMES.get(r['design'], r['design'])} {r['host_cores_busy']:.2f} cores busy, the rest "
+            f"{r['rest_cpu_us_per_event']:,.1f} µs/event beside its own {r['cpu_us_per_event']:,.1f}"
+        )
+    if not parts:
+        return ""
+    return (
+        f" The host over each {model} backlog (median leg; /proc/stat from the release to the last output, "
+        "less the design's own CPU: the broker, mostly, and the bench's watermark polls): " + "; ".join(parts) + "."
+    )
 
 
 def _cpu_cells(r: dict[str, Any], pipeline: dict[str, Any] | None) -> str:

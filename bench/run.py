@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.cpu import CpuSplit, pin
+from bench.cpu import CpuSplit, host_busy_seconds, pin
 from bench.designs import DesignProcess, command, groups
 from bench.measure import ArrivalReader, DesignFailed, Generator, LatencyPoint, Throughput, drain_backlog, wait_ready
 from bench.workload import backlog, fresh_settings, release
@@ -32,6 +32,11 @@ class DesignRun:
     cpu_s: float = 0.0  # CPU seconds of the design's process tree while it drained the backlog (median leg)
     events_per_cpu_s: float = 0.0
     cpu_us_per_event: float = 0.0
+    # The host over the same drain (median leg): its cores busy on average, and what the rest of it (the
+    # broker, mostly, where it shares the cores; the bench's own watermark polls) spent per event beside
+    # the design. A design's events/s on a saturated host is the cores over the two per-event costs summed.
+    host_cores_busy: float = 0.0
+    rest_cpu_us_per_event: float = 0.0
     model_busy: float = 0.0  # share of the span the model was running (see measure.Throughput)
     peak_rss_mb: float = 0.0  # over the whole run: every leg, and the latency windows after the last
     backlog_peak_rss_mb: float = 0.0  # over the backlogs alone (the largest leg's), the same work for every design
@@ -45,6 +50,15 @@ class DesignRun:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class _LegCpu:
+    """One backlog's CPU seconds, from its release to its last output: the design's tree's, the host's."""
+
+    design_s: float
+    host_s: float
+    wall_s: float
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,7 @@ def run_design(
     backlog in one transaction: every design meets the whole backlog at once, already running, and its
     CPU is read from /proc right before the release and right after the last output."""
     result = DesignRun(design, model, phase.events)
-    legs: list[tuple[Throughput, float]] = []
+    legs: list[tuple[Throughput, _LegCpu]] = []
 
     def run_leg(latency: bool) -> None:
         """One backlog drained by a fresh process on fresh topics, then (``latency``) its latency figures."""
@@ -98,25 +112,34 @@ def run_design(
                     launched = time.monotonic()
                     wait_ready(settings, groups(design, settings, processes), proc.alive)
                     log(f"{model:9s} {design:17s} ready in {time.monotonic() - launched:.1f} s")
-                    cpu: list[float] = []
-                    release(settings, records, lambda: cpu.append(proc.cpu_seconds()))
+                    cpu: list[tuple[float, float, float]] = []  # the design's, the host's, the clock
+
+                    def read_cpu() -> None:
+                        cpu.append((proc.cpu_seconds(), host_busy_seconds(), time.monotonic()))
+
+                    release(settings, records, read_cpu)
                     started = time.time()
                     timeout_s = max(180.0, phase.events / 200)
-                    at_done = lambda: cpu.append(proc.cpu_seconds())  # noqa: E731
-                    tp = drain_backlog(settings, phase.events, proc.alive, started, timeout_s, at_done)
-                    legs.append((tp, cpu[1] - cpu[0]))
+                    tp = drain_backlog(settings, phase.events, proc.alive, started, timeout_s, read_cpu)
+                    (design0, host0, t0), (design1, host1, t1) = cpu
+                    legs.append((tp, _LegCpu(design1 - design0, host1 - host0, t1 - t0)))
                     result.backlog_peak_rss_mb = max(result.backlog_peak_rss_mb, proc.peak_now_mb())
-                    median, cpu_s = sorted(legs, key=lambda leg: leg[0].events_per_s)[len(legs) // 2]
+                    median, leg_cpu = sorted(legs, key=lambda leg: leg[0].events_per_s)[len(legs) // 2]
                     result.events_per_s, result.span_s = median.events_per_s, median.span_s
                     result.first_output_s, result.model_busy = median.first_output_s, median.model_busy
-                    result.cpu_s = cpu_s
+                    cpu_s = result.cpu_s = leg_cpu.design_s
                     result.events_per_cpu_s = phase.events / cpu_s if cpu_s > 0 else 0.0
                     result.cpu_us_per_event = 1e6 * cpu_s / phase.events
+                    result.host_cores_busy = leg_cpu.host_s / leg_cpu.wall_s if leg_cpu.wall_s > 0 else 0.0
+                    result.rest_cpu_us_per_event = 1e6 * max(0.0, leg_cpu.host_s - cpu_s) / phase.events
                     result.legs_events_per_s.append(tp.events_per_s)
+                    this = legs[-1][1]
                     log(
                         f"{model:9s} {design:17s} {tp.events_per_s:9,.0f} events/s ({phase.events} in "
-                        f"{tp.span_s:.2f} s, model busy {tp.model_busy:.0%}), {cpu[1] - cpu[0]:.2f} CPU s "
-                        f"({1e6 * (cpu[1] - cpu[0]) / phase.events:,.0f} µs/event)"
+                        f"{tp.span_s:.2f} s, model busy {tp.model_busy:.0%}), {this.design_s:.2f} CPU s "
+                        f"({1e6 * this.design_s / phase.events:,.0f} µs/event; the rest of the host "
+                        f"{1e6 * max(0.0, this.host_s - this.design_s) / phase.events:,.0f} µs/event, "
+                        f"{this.host_s / this.wall_s if this.wall_s > 0 else 0:.2f} cores busy)"
                         + (f", leg {len(legs)} of {phase.legs}" if phase.legs > 1 else "")
                     )
                     if latency and phase.seconds > 0:

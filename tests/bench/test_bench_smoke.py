@@ -72,6 +72,9 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
         assert _positive(r["events_per_s"]) and _positive(r["peak_rss_mb"]), (design, model)
         assert 0 < r["backlog_peak_rss_mb"] <= r["peak_rss_mb"], (design, model)
         assert _positive(r["events_per_cpu_s"]) and _positive(r["cpu_us_per_event"]), (design, model)
+        # the host over the same drain: busy at least as much as the design's own CPU, at most every core
+        assert 0 < r["host_cores_busy"] <= result["machine"]["cpus"] + 0.1, (design, model, r["host_cores_busy"])
+        assert r["rest_cpu_us_per_event"] >= 0, (design, model)
         lat = r["latency"]
         if design in ("raw_two_hop", "faust_per_event_n", "quix_n"):
             continue  # quick mode: events/s and CPU only (bench.main.QUICK_NO_LATENCY)

@@ -139,6 +139,19 @@ def test_cpu_columns_the_floor_and_their_ratios() -> None:
     assert "| tiny | the job alone, no Kafka (the floor) | 1 | 24,000 | 0.83 | 25,000 | 40.0 | 0.50 |" in table
     assert "the floor 40.0 µs CPU/event, the pipeline 80.0, pipeline / floor 2.00" in table
     assert "| tiny_vs_quix_n | 4.00 | - | - | 5.00 |" in table
+    assert "The host over each tiny backlog" not in table  # no host figures, no line
+
+
+def test_the_host_beside_each_design() -> None:
+    result = _result(pipeline=20_000.0, raw_two_hop=25_000.0, quix=0.0)
+    for r in result["runs"]:
+        r.update(host_cores_busy=1.95, rest_cpu_us_per_event=12.34)
+    table = markdown(result)
+    assert (
+        "this pipeline 1.95 cores busy, the rest 12.3 µs/event beside its own 100.0; raw two-hop, plain "
+        "confluent-kafka + fastavro 1.95 cores busy, the rest 12.3 µs/event beside its own 100.0." in table
+    )
+    assert "Quix Streams 3.28 1.95" not in table  # a failed run has no host figures
 
 
 def test_every_designs_latency_at_the_pipelines_rates_and_the_p99_target() -> None:
