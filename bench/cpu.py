@@ -49,11 +49,27 @@ def host_busy_seconds() -> float:
 
 def tree_cpu_seconds(root: int) -> float:
     """CPU seconds spent by ``root`` and every live descendant (with their reaped children)."""
+    return sum(tree_cpu_by_process(root).values())
+
+
+def tree_cpu_by_process(root: int) -> dict[int, float]:
+    """Each live process of the tree's CPU seconds (its reaped children's included), by pid, ``root``
+    first, then in start order. Over a drain, the busiest process says whether a design is bound by one
+    process's core: a Python process runs its own code on one core at a time, whatever the host has to
+    spare."""
     try:
-        pids = [root] + [c.pid for c in psutil.Process(root).children(recursive=True)]
+        children = psutil.Process(root).children(recursive=True)
     except psutil.Error:
-        pids = [root]
-    return sum(t for pid in pids if (t := process_ticks(pid)) is not None) / TICKS_PER_S
+        children = []
+    pids = [root] + [c.pid for c in sorted(children, key=_started)]
+    return {pid: t / TICKS_PER_S for pid in pids if (t := process_ticks(pid)) is not None}
+
+
+def _started(proc: psutil.Process) -> tuple[float, int]:
+    try:
+        return proc.create_time(), proc.pid
+    except psutil.Error:
+        return float("inf"), proc.pid
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import IO
 
 import psutil
 
-from bench.cpu import tree_cpu_seconds
+from bench.cpu import tree_cpu_by_process, tree_cpu_seconds
 from pipeline.config import Settings
 from pipeline.model.registry import load_registry
 from tests.harness import REPO, env_for
@@ -203,6 +203,10 @@ class DesignProcess:
     def cpu_seconds(self) -> float:
         """utime + stime of the whole process tree so far, children included (``bench.cpu``)."""
         return tree_cpu_seconds(self.proc.pid)
+
+    def cpu_by_process(self) -> dict[int, float]:
+        """utime + stime of each live process of the tree so far, by pid (``bench.cpu``)."""
+        return tree_cpu_by_process(self.proc.pid)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

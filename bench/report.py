@@ -366,8 +366,9 @@ def _host_line(result: dict[str, Any], model: str = "tiny") -> str:
     for r in result["runs"]:
         if r["model"] != model or r.get("error") or not r.get("host_cores_busy"):
             continue
+        busiest = f" (its busiest process {r['busiest_process_cores']:.2f})" if r.get("busiest_process_cores") else ""
         parts.append(
-            f"{NAMES.get(r['design'], r['design'])} {r['host_cores_busy']:.2f} cores busy, the rest "
+            f"{NAMES.get(r['design'], r['design'])} {r['host_cores_busy']:.2f} cores busy{busiest}, the rest "
             f"{r['rest_cpu_us_per_event']:,.1f} µs/event beside its own {r['cpu_us_per_event']:,.1f}"
         )
     if not parts:

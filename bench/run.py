@@ -37,6 +37,11 @@ class DesignRun:
     # the design. A design's events/s on a saturated host is the cores over the two per-event costs summed.
     host_cores_busy: float = 0.0
     rest_cpu_us_per_event: float = 0.0
+    # Each process of the design's tree over the same drain (median leg; the launcher or supervisor first,
+    # then in start order): its CPU per event, and the busiest one's cores. One process near a whole core
+    # bounds the design, whatever the host has to spare.
+    process_cpu_us_per_event: list[float] = field(default_factory=list)
+    busiest_process_cores: float = 0.0
     model_busy: float = 0.0  # share of the span the model was running (see measure.Throughput)
     peak_rss_mb: float = 0.0  # over the whole run: every leg, and the latency windows after the last
     backlog_peak_rss_mb: float = 0.0  # over the backlogs alone (the largest leg's), the same work for every design
@@ -59,6 +64,10 @@ class _LegCpu:
     design_s: float
     host_s: float
     wall_s: float
+    processes: tuple[float, ...] = ()  # each process's, the tree's root first, then in start order
+
+    def busiest_cores(self) -> float:
+        return max(self.processes, default=0.0) / self.wall_s if self.wall_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -112,17 +121,19 @@ def run_design(
                     launched = time.monotonic()
                     wait_ready(settings, groups(design, settings, processes), proc.alive)
                     log(f"{model:9s} {design:17s} ready in {time.monotonic() - launched:.1f} s")
-                    cpu: list[tuple[float, float, float]] = []  # the design's, the host's, the clock
+                    cpu: list[tuple[dict[int, float], float, float]] = []  # each process's, the host's, the clock
 
                     def read_cpu() -> None:
-                        cpu.append((proc.cpu_seconds(), host_busy_seconds(), time.monotonic()))
+                        cpu.append((proc.cpu_by_process(), host_busy_seconds(), time.monotonic()))
 
                     release(settings, records, read_cpu)
                     started = time.time()
                     timeout_s = max(180.0, phase.events / 200)
                     tp = drain_backlog(settings, phase.events, proc.alive, started, timeout_s, read_cpu)
                     (design0, host0, t0), (design1, host1, t1) = cpu
-                    legs.append((tp, _LegCpu(design1 - design0, host1 - host0, t1 - t0)))
+                    spent = tuple(design1[pid] - design0[pid] for pid in design1 if pid in design0)
+                    leg = _LegCpu(sum(design1.values()) - sum(design0.values()), host1 - host0, t1 - t0, spent)
+                    legs.append((tp, leg))
                     result.backlog_peak_rss_mb = max(result.backlog_peak_rss_mb, proc.peak_now_mb())
                     median, leg_cpu = sorted(legs, key=lambda leg: leg[0].events_per_s)[len(legs) // 2]
                     result.events_per_s, result.span_s = median.events_per_s, median.span_s
@@ -132,6 +143,8 @@ def run_design(
                     result.cpu_us_per_event = 1e6 * cpu_s / phase.events
                     result.host_cores_busy = leg_cpu.host_s / leg_cpu.wall_s if leg_cpu.wall_s > 0 else 0.0
                     result.rest_cpu_us_per_event = 1e6 * max(0.0, leg_cpu.host_s - cpu_s) / phase.events
+                    result.process_cpu_us_per_event = [1e6 * p / phase.events for p in leg_cpu.processes]
+                    result.busiest_process_cores = leg_cpu.busiest_cores()
                     result.legs_events_per_s.append(tp.events_per_s)
                     this = legs[-1][1]
                     log(
@@ -139,7 +152,9 @@ def run_design(
                         f"{tp.span_s:.2f} s, model busy {tp.model_busy:.0%}), {this.design_s:.2f} CPU s "
                         f"({1e6 * this.design_s / phase.events:,.0f} µs/event; the rest of the host "
                         f"{1e6 * max(0.0, this.host_s - this.design_s) / phase.events:,.0f} µs/event, "
-                        f"{this.host_s / this.wall_s if this.wall_s > 0 else 0:.2f} cores busy)"
+                        f"{this.host_s / this.wall_s if this.wall_s > 0 else 0:.2f} cores busy; per process "
+                        + " + ".join(f"{1e6 * p / phase.events:,.0f}" for p in this.processes)
+                        + f" µs/event, the busiest {this.busiest_cores():.2f} cores)"
                         + (f", leg {len(legs)} of {phase.legs}" if phase.legs > 1 else "")
                     )
                     if latency and phase.seconds > 0:

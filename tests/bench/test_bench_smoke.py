@@ -75,6 +75,10 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
         # the host over the same drain: busy at least as much as the design's own CPU, at most every core
         assert 0 < r["host_cores_busy"] <= result["machine"]["cpus"] + 0.1, (design, model, r["host_cores_busy"])
         assert r["rest_cpu_us_per_event"] >= 0, (design, model)
+        # each process's share of the same drain: none more than the tree, and the busiest at most every core
+        per_process = r["process_cpu_us_per_event"]
+        assert per_process and sum(per_process) <= r["cpu_us_per_event"] + 0.01, (design, model, per_process)
+        assert 0 < r["busiest_process_cores"] <= result["machine"]["cpus"] + 0.1, (design, model)
         lat = r["latency"]
         if design in ("raw_two_hop", "faust_per_event_n", "quix_n"):
             continue  # quick mode: events/s and CPU only (bench.main.QUICK_NO_LATENCY)

@@ -146,10 +146,14 @@ def test_the_host_beside_each_design() -> None:
     result = _result(pipeline=20_000.0, raw_two_hop=25_000.0, quix=0.0)
     for r in result["runs"]:
         r.update(host_cores_busy=1.95, rest_cpu_us_per_event=12.34)
+    next(r for r in result["runs"] if (r["design"], r["model"]) == ("pipeline", "tiny")).update(
+        busiest_process_cores=0.987
+    )
     table = markdown(result)
     assert (
-        "this pipeline 1.95 cores busy, the rest 12.3 µs/event beside its own 100.0; raw two-hop, plain "
-        "confluent-kafka + fastavro 1.95 cores busy, the rest 12.3 µs/event beside its own 100.0." in table
+        "this pipeline 1.95 cores busy (its busiest process 0.99), the rest 12.3 µs/event beside its own "
+        "100.0; raw two-hop, plain confluent-kafka + fastavro 1.95 cores busy, the rest 12.3 µs/event beside "
+        "its own 100.0." in table
     )
     assert "Quix Streams 3.28 1.95" not in table  # a failed run has no host figures
 
