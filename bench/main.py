@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from bench.ceiling import model_ceiling
-from bench.cpu import split_cpus
+from bench.cpu import CpuSplit, split_cpus
 from bench.designs import DESIGNS, GROUPED
 from bench.floor import floor
 from bench.quixenv import ensure_quix_venv
@@ -74,6 +74,12 @@ QUICK_NO_LATENCY = ("raw_two_hop", "faust_per_event_n", "quix_n")
 SHARED_CURVE = tuple(f for f in CURVE if f < 1.0)
 QUICK_SHARED_CURVE = ("raw_loop",)
 WARM_UP = Phase(events=100_000, rate=1000.0, seconds=0.0)
+# A broker just started costs the host several times more CPU per event than a warm one (its JVM compiles
+# its hot paths as they run), and the first design measured is the pipeline. The bench drains throwaway
+# backlogs (the raw loop, not measured) until the rest of the host's CPU per event over one is within
+# WARM_SETTLED of the one before, WARM_UP_MAX at most (bench/README.md, 12-06 evening).
+WARM_SETTLED = 0.15
+WARM_UP_MAX = 6
 # A tiny backlog drains in under ten seconds, and one drain per design moved the pipeline's ratio to the raw
 # two-hop design between 0.68 and 1.25 from one run to the next (bench/README.md, 2026-12-06): the
 # pipeline's tiny legs have this design's backlogs drained between them, so that the two are also compared
@@ -116,6 +122,34 @@ def broker(log: Callable[[str], None]) -> Iterator[str]:
         log("broker stopped")
 
 
+def warm_broker(
+    bootstrap: str,
+    batch: int,
+    log: Callable[[str], None],
+    layout: ProcessPerRole,
+    processes: int,
+    split: CpuSplit | None,
+) -> list[float]:
+    """Throwaway backlogs until the rest of the host's CPU per event (the broker's, mostly) over one is
+    within ``WARM_SETTLED`` of the one before: each drain's figure, in order."""
+    rests: list[float] = []
+    for _ in range(WARM_UP_MAX):
+        drained = run_design(bootstrap, "raw_loop", "tiny", batch, WARM_UP, log, layout, None, processes, split)
+        if drained.error:
+            log(f"a throwaway backlog failed ({drained.error}); the designs run on the broker as it is")
+            break
+        rests.append(drained.rest_cpu_us_per_event)
+        if settled(rests):
+            break
+    log("the broker's warm-up: the rest of the host " + ", ".join(f"{r:,.1f}" for r in rests) + " µs/event")
+    return rests
+
+
+def settled(rests: list[float]) -> bool:
+    """The last two throwaway drains cost the rest of the host within ``WARM_SETTLED`` of each other."""
+    return len(rests) >= 2 and abs(rests[-1] - rests[-2]) <= WARM_SETTLED * max(rests[-2], 1e-9)
+
+
 def run(
     quick: bool,
     batch: int,
@@ -150,14 +184,13 @@ def run(
         log(f"{model:9s} ONNX Runtime alone at batch {batch}: {value:,.0f} events/s")
 
     runs: list[DesignRun] = []
+    warm_up: list[float] = []  # the rest of the host's CPU per event over each throwaway backlog
     interleaved: dict[str, list[DesignRun]] = {}  # model -> the partner's backlogs between the pipeline's legs
     with broker(log) as bootstrap:
         if not quick and given_broker() is None:
-            # A broker just started drains its first backlogs slower than the later ones, and the first
-            # design measured is the pipeline: one throwaway backlog first (bench/README.md, 12-05 evening).
             # A broker given by KAFKA_BOOTSTRAP has been running: it needs none.
-            log("a throwaway backlog first (the raw loop, not measured), for a broker that has just started")
-            run_design(bootstrap, "raw_loop", "tiny", batch, WARM_UP, log, layout, None, processes, split)
+            log("throwaway backlogs first (the raw loop, not measured), until the broker's cost per event settles")
+            warm_up.extend(warm_broker(bootstrap, batch, log, layout, processes, split))
         for model, (phase, designs) in plan.items():
             for design in designs:
                 if design == "pipeline":
@@ -223,6 +256,7 @@ def run(
         "cpu": "utime+stime of the design's whole process tree (children included) from /proc, read right before "
         "the backlog is released and right after its last output; per event: over the backlog's events",
         "floor": floors,
+        "warm_up_rest_cpu_us_per_event": warm_up,
         "ceilings_events_per_s": {model: statistics.median(values) for model, values in samples.items()},
         "ceiling_samples_events_per_s": samples,
         "runs": [r.as_dict() for r in runs],
