@@ -74,12 +74,14 @@ QUICK_NO_LATENCY = ("raw_two_hop", "faust_per_event_n", "quix_n")
 SHARED_CURVE = tuple(f for f in CURVE if f < 1.0)
 QUICK_SHARED_CURVE = ("raw_loop",)
 WARM_UP = Phase(events=100_000, rate=1000.0, seconds=0.0)
-# A broker just started costs the host several times more CPU per event than a warm one (its JVM compiles
-# its hot paths as they run), and the first design measured is the pipeline. The bench drains throwaway
-# backlogs (the raw loop, not measured) until the rest of the host's CPU per event over one is within
-# WARM_SETTLED of the one before, WARM_UP_MAX at most (bench/README.md, 12-06 evening).
-WARM_SETTLED = 0.15
-WARM_UP_MAX = 6
+# A broker just started costs the host two to three times more CPU per event than a warm one (its JVM
+# compiles its hot paths as they run, over a minute or more of traffic), and the first design measured is
+# the pipeline. The bench drains throwaway backlogs (the raw loop, not measured) until the rest of the
+# host's CPU per event has stopped falling: the median of the last three drains within WARM_SETTLED of the
+# median of the three before (one drain's figure moves by a quarter with the host's noise), WARM_UP_MAX
+# drains at most (bench/README.md, 12-06 evening).
+WARM_SETTLED = 0.10
+WARM_UP_MAX = 12
 # A tiny backlog drains in under ten seconds, and one drain per design moved the pipeline's ratio to the raw
 # two-hop design between 0.68 and 1.25 from one run to the next (bench/README.md, 2026-12-06): the
 # pipeline's tiny legs have this design's backlogs drained between them, so that the two are also compared
@@ -130,8 +132,8 @@ def warm_broker(
     processes: int,
     split: CpuSplit | None,
 ) -> list[float]:
-    """Throwaway backlogs until the rest of the host's CPU per event (the broker's, mostly) over one is
-    within ``WARM_SETTLED`` of the one before: each drain's figure, in order."""
+    """Throwaway backlogs until the rest of the host's CPU per event (the broker's, mostly) has stopped
+    falling (:func:`settled`): each drain's figure, in order."""
     rests: list[float] = []
     for _ in range(WARM_UP_MAX):
         drained = run_design(bootstrap, "raw_loop", "tiny", batch, WARM_UP, log, layout, None, processes, split)
@@ -146,8 +148,11 @@ def warm_broker(
 
 
 def settled(rests: list[float]) -> bool:
-    """The last two throwaway drains cost the rest of the host within ``WARM_SETTLED`` of each other."""
-    return len(rests) >= 2 and abs(rests[-1] - rests[-2]) <= WARM_SETTLED * max(rests[-2], 1e-9)
+    """The rest of the host's cost per event has stopped falling: over the last three throwaway drains it
+    is, by the median, at least ``1 - WARM_SETTLED`` of the three before's."""
+    if len(rests) < 6:
+        return False
+    return statistics.median(rests[-3:]) >= (1 - WARM_SETTLED) * statistics.median(rests[-6:-3])
 
 
 def run(
