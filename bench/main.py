@@ -73,15 +73,18 @@ QUICK_NO_LATENCY = ("raw_two_hop", "faust_per_event_n", "quix_n")
 # and 75% of the pipeline's measured events/s); quick mode does so for the raw loop only, to stay short.
 SHARED_CURVE = tuple(f for f in CURVE if f < 1.0)
 QUICK_SHARED_CURVE = ("raw_loop",)
-WARM_UP = Phase(events=100_000, rate=1000.0, seconds=0.0)
-# A broker just started costs the host two to three times more CPU per event than a warm one (its JVM
-# compiles its hot paths as they run, over a minute or more of traffic), and the first design measured is
-# the pipeline. The bench drains throwaway backlogs (the raw loop, not measured) until the rest of the
-# host's CPU per event has stopped falling: the median of the last three drains within WARM_SETTLED of the
-# median of the three before (one drain's figure moves by a quarter with the host's noise), WARM_UP_MAX
-# drains at most (bench/README.md, 12-06 evening).
+# A broker just started costs several times more CPU per event than a warm one, for minutes: on a fresh
+# broker, throwaway drains of 150,000 events alternating the pipeline and the raw two-hop design cost the
+# broker 30, 31; 20, 23; 14, 21; 12, 17; 10, 15; 10, 13; 7, 12 µs per event (bench/README.md, 12-06
+# evening), and the first design measured is the pipeline. So the bench drains such pairs, not measured,
+# until the broker's cost per pair has stopped falling (the median of the last three pairs at least
+# 1 - WARM_SETTLED of the three before's: one drain's figure moves by a quarter with the host's noise),
+# WARM_UP_MAX pairs at most. The two-hop designs, not the one-hop raw loop: warming with the raw loop until
+# its own figure settled still left the pipeline's first leg at 34 µs per event of the broker's.
+WARM_UP = Phase(events=150_000, rate=1000.0, seconds=0.0)
+WARM_UP_DESIGNS = ("pipeline", "raw_two_hop")
 WARM_SETTLED = 0.10
-WARM_UP_MAX = 12
+WARM_UP_MAX = 8
 # A tiny backlog drains in under ten seconds, and one drain per design moved the pipeline's ratio to the raw
 # two-hop design between 0.68 and 1.25 from one run to the next (bench/README.md, 2026-12-06): the
 # pipeline's tiny legs have this design's backlogs drained between them, so that the two are also compared
@@ -131,24 +134,31 @@ def warm_broker(
     layout: ProcessPerRole,
     processes: int,
     split: CpuSplit | None,
-) -> list[float]:
-    """Throwaway backlogs until the rest of the host's CPU per event (the broker's, mostly) has stopped
-    falling (:func:`settled`): each drain's figure, in order."""
-    rests: list[float] = []
+) -> dict[str, list[float]]:
+    """Throwaway pairs of backlogs until the rest of the host's CPU per event over a pair (the broker's,
+    mostly) has stopped falling (:func:`settled`): each design's figure per drain, in order."""
+    rests: dict[str, list[float]] = {design: [] for design in WARM_UP_DESIGNS}
+    pairs: list[float] = []
     for _ in range(WARM_UP_MAX):
-        drained = run_design(bootstrap, "raw_loop", "tiny", batch, WARM_UP, log, layout, None, processes, split)
-        if drained.error:
-            log(f"a throwaway backlog failed ({drained.error}); the designs run on the broker as it is")
+        for design in WARM_UP_DESIGNS:
+            drained = run_design(bootstrap, design, "tiny", batch, WARM_UP, log, layout, None, processes, split)
+            if drained.error:
+                log(f"a throwaway backlog failed ({drained.error}); the designs run on the broker as it is")
+                return rests
+            rests[design].append(drained.rest_cpu_us_per_event)
+        pairs.append(sum(r[-1] for r in rests.values()))
+        if settled(pairs):
             break
-        rests.append(drained.rest_cpu_us_per_event)
-        if settled(rests):
-            break
-    log("the broker's warm-up: the rest of the host " + ", ".join(f"{r:,.1f}" for r in rests) + " µs/event")
+    log(
+        "the broker's warm-up, the rest of the host per drain: "
+        + "; ".join(f"{d} " + ", ".join(f"{r:,.1f}" for r in rs) for d, rs in rests.items())
+        + " µs/event"
+    )
     return rests
 
 
 def settled(rests: list[float]) -> bool:
-    """The rest of the host's cost per event has stopped falling: over the last three throwaway drains it
+    """The rest of the host's cost per event has stopped falling: over the last three throwaway pairs it
     is, by the median, at least ``1 - WARM_SETTLED`` of the three before's."""
     if len(rests) < 6:
         return False
@@ -189,13 +199,13 @@ def run(
         log(f"{model:9s} ONNX Runtime alone at batch {batch}: {value:,.0f} events/s")
 
     runs: list[DesignRun] = []
-    warm_up: list[float] = []  # the rest of the host's CPU per event over each throwaway backlog
+    warm_up: dict[str, list[float]] = {}  # design -> the rest of the host's CPU per event, each throwaway
     interleaved: dict[str, list[DesignRun]] = {}  # model -> the partner's backlogs between the pipeline's legs
     with broker(log) as bootstrap:
         if not quick and given_broker() is None:
             # A broker given by KAFKA_BOOTSTRAP has been running: it needs none.
-            log("throwaway backlogs first (the raw loop, not measured), until the broker's cost per event settles")
-            warm_up.extend(warm_broker(bootstrap, batch, log, layout, processes, split))
+            log("throwaway backlogs first (not measured), until the broker's cost per event settles")
+            warm_up.update(warm_broker(bootstrap, batch, log, layout, processes, split))
         for model, (phase, designs) in plan.items():
             for design in designs:
                 if design == "pipeline":
