@@ -272,20 +272,38 @@ class Model:
         ]
 
     def _texts(self, texts: list[str]) -> list[tuple[Any, bool]]:
+        """Texts of like length run together, each group padded to its own longest: one long text in a
+        batch of short ones would otherwise make every row of the batch as costly as the long one."""
         assert self.tokenizer is not None
         encodings = self.tokenizer.encode_batch(texts)
-        width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(texts), width), np.int64)
-        mask = np.zeros((len(texts), width), np.int64)
+        groups: dict[int, list[int]] = {}
         for k, e in enumerate(encodings):
-            ids[k, : len(e.ids)] = e.ids
-            mask[k, : len(e.ids)] = 1
-        given = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        (embeddings,) = self.session.run([self.embedding], {n: given[n] for n in self.inputs})
-        return [
-            (("pipeline.events.EmbeddingOutput", {"embedding": row.tolist()}), bool(e.overflowing))
-            for row, e in zip(embeddings, encodings, strict=True)
-        ]
+            groups.setdefault(length_bound(len(e.ids)), []).append(k)
+        answers: list[tuple[Any, bool]] = [(None, False)] * len(texts)
+        for members in groups.values():
+            width = max(len(encodings[k].ids) for k in members)
+            ids = np.zeros((len(members), width), np.int64)
+            mask = np.zeros((len(members), width), np.int64)
+            for row, k in enumerate(members):
+                n = len(encodings[k].ids)
+                ids[row, :n] = encodings[k].ids
+                mask[row, :n] = 1
+            given = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            (embeddings,) = self.session.run([self.embedding], {n: given[n] for n in self.inputs})
+            for row, k in zip(embeddings, members, strict=True):
+                answers[k] = (
+                    ("pipeline.events.EmbeddingOutput", {"embedding": row.tolist()}),
+                    bool(encodings[k].overflowing),
+                )
+        return answers
+
+
+def length_bound(tokens: int) -> int:
+    """The group a text of ``tokens`` tokens runs in: the next power of two, at least 16."""
+    bound = 16
+    while bound < tokens:
+        bound *= 2
+    return bound
 
 
 _DTYPE_NAMES: dict[Any, str] = {}

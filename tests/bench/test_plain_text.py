@@ -5,6 +5,7 @@ one the pipeline's codec reads."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -63,3 +64,30 @@ def test_texts_are_embedded_in_one_batch_and_cut_at_the_maximum(tmp_path: Path) 
     got = codec.result.decode(value)
     assert got["output"] == {"embedding": [3.0, 9.0]} and got["truncated"] is True
     assert np.isclose(got["timings"]["inference_ms"], 1.0)
+
+
+class _Widths:
+    """The session, with the width of every batch it was given."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.widths: list[int] = []
+
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> Any:
+        self.widths.append(feeds["input_ids"].shape[1])
+        return self.session.run(outputs, feeds)
+
+
+def test_texts_of_unlike_length_run_apart_each_padded_to_its_own_longest(tmp_path: Path) -> None:
+    path, tokenizer = _files(tmp_path)
+    model = Model("words", "1", path, tokenizer, max_length=64)
+    spy = _Widths(model.session)
+    model.session = spy  # type: ignore[assignment]
+    avro, codec = Avro(), Codecs.from_settings(Settings(), validate=False)
+    texts = ("a b", " ".join(["c"] * 40), "b", " ".join(["a"] * 20))
+    requests = [avro.decode_request(codec.request.encode(build_request(text=t, model="words"))) for t in texts]
+    answers = model.run(requests)
+    # the answers in the requests' order: [number of tokens, sum of ids] of each text
+    assert [output[1]["embedding"] for output, _ in answers] == [[2.0, 3.0], [40.0, 120.0], [1.0, 2.0], [20.0, 20.0]]
+    # up to 16 tokens, up to 32, up to 64: each group as wide as its own longest text
+    assert sorted(spy.widths) == [2, 20, 40]
