@@ -66,6 +66,13 @@ class _LegCpu:
     wall_s: float
     processes: tuple[float, ...] = ()  # each process's, the tree's root first, then in start order
 
+    def host_cores(self) -> float:
+        return self.host_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def rest_s(self) -> float:
+        """What the rest of the host spent meanwhile: the broker, mostly, and the bench's own polls."""
+        return max(0.0, self.host_s - self.design_s)
+
     def busiest_cores(self) -> float:
         return max(self.processes, default=0.0) / self.wall_s if self.wall_s > 0 else 0.0
 
@@ -141,8 +148,8 @@ def run_design(
                     cpu_s = result.cpu_s = leg_cpu.design_s
                     result.events_per_cpu_s = phase.events / cpu_s if cpu_s > 0 else 0.0
                     result.cpu_us_per_event = 1e6 * cpu_s / phase.events
-                    result.host_cores_busy = leg_cpu.host_s / leg_cpu.wall_s if leg_cpu.wall_s > 0 else 0.0
-                    result.rest_cpu_us_per_event = 1e6 * max(0.0, leg_cpu.host_s - cpu_s) / phase.events
+                    result.host_cores_busy = leg_cpu.host_cores()
+                    result.rest_cpu_us_per_event = 1e6 * leg_cpu.rest_s() / phase.events
                     result.process_cpu_us_per_event = [1e6 * p / phase.events for p in leg_cpu.processes]
                     result.busiest_process_cores = leg_cpu.busiest_cores()
                     result.legs_events_per_s.append(tp.events_per_s)
@@ -151,8 +158,8 @@ def run_design(
                         f"{model:9s} {design:17s} {tp.events_per_s:9,.0f} events/s ({phase.events} in "
                         f"{tp.span_s:.2f} s, model busy {tp.model_busy:.0%}), {this.design_s:.2f} CPU s "
                         f"({1e6 * this.design_s / phase.events:,.0f} µs/event; the rest of the host "
-                        f"{1e6 * max(0.0, this.host_s - this.design_s) / phase.events:,.0f} µs/event, "
-                        f"{this.host_s / this.wall_s if this.wall_s > 0 else 0:.2f} cores busy; per process "
+                        f"{1e6 * this.rest_s() / phase.events:,.0f} µs/event, "
+                        f"{this.host_cores():.2f} cores busy; per process "
                         + " + ".join(f"{1e6 * p / phase.events:,.0f}" for p in this.processes)
                         + f" µs/event, the busiest {this.busiest_cores():.2f} cores)"
                         + (f", leg {len(legs)} of {phase.legs}" if phase.legs > 1 else "")
