@@ -14,7 +14,6 @@ from pipeline.config import Settings
 from pipeline.observability.health import Health
 from pipeline.observability.http import HealthServer
 from pipeline.observability.metrics import Metrics
-from pipeline.observability.status import StatusLine
 from pipeline.worker.build import LANE, build_runtime, reader_names
 from pipeline.worker.faust_app import PipelineWorker
 from pipeline.worker.gc import HeapTrimmer, freeze_startup_heap, set_young_threshold
@@ -62,8 +61,11 @@ def run_worker(
     state.built(model_warm=True)
     runtime.fatal.subscribe(lambda _exc: state.fatal())
     runtime.lag.start()
-    status = StatusLine(metrics.registry.collect) if status_line else None
-    if status is not None:
+    status = None
+    if status_line:  # rich, only for a terminal: a role process under a supervisor never loads it
+        from pipeline.observability.status import StatusLine
+
+        status = StatusLine(metrics.registry.collect)
         status.start()
     worker = PipelineWorker(
         runtime.app,

@@ -43,10 +43,12 @@ def _answers(settings: Settings) -> tuple[Counter[str], int]:
     return answers, len(read_topic(settings, settings.topics.dead_letter, idle_s=1.0))
 
 
-def _until_answered(settings: Settings, n: int, timeout_s: float = 120) -> None:
+def _until_answered(settings: Settings, n: int, *workers: WorkerProcess, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
-    while len(_answers(settings)[0]) < n:
-        assert time.monotonic() < deadline, "not every event was answered"
+    while (answered := len(_answers(settings)[0])) < n:
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"==== worker {k}:\n{w.output()[-6000:]}" for k, w in enumerate(workers, 1))
+            raise AssertionError(f"{answered} of {n} events answered within {timeout_s:.0f} s\n{logs}")
 
 
 def test_kill_9_mid_stream_answers_every_event_exactly_once_poison_included(e2e_settings: Settings) -> None:
@@ -63,7 +65,7 @@ def test_kill_9_mid_stream_answers_every_event_exactly_once_poison_included(e2e_
         if first.alive():
             first.kill()
     with WorkerProcess(settings, *args, **POISON) as second:
-        _until_answered(settings, n)
+        _until_answered(settings, n, second)
         assert second.alive()
     answers, letters = _answers(settings)
     assert set(answers) == set(ids)  # 0 lost
@@ -87,7 +89,7 @@ def test_a_broker_outage_and_a_second_worker_joining_answer_every_event_exactly_
         time.sleep(10)
         kafka_local(env, "start")
         with WorkerProcess(settings, *EOS, "--worker-id", "eos-b") as second:
-            _until_answered(settings, n, timeout_s=180)
+            _until_answered(settings, n, first, second, timeout_s=180)
             assert first.alive() and second.alive()
     answers, _ = _answers(settings)
     assert set(answers) == set(ids)

@@ -1,6 +1,7 @@
 """Each role process loads only what it runs (unit tier: the input role's parts are built in a fresh
 interpreter, no broker is reached): the model runtime is most of a role's memory, and the input role,
-which decodes, validates and routes, must not pay for it."""
+which decodes, validates and routes, must not pay for it; no role, which has no terminal, pays for the
+status line's terminal library."""
 
 from __future__ import annotations
 
@@ -17,19 +18,20 @@ from pipeline.config import Settings
 from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
 from pipeline.worker.build import build_runtime, reader_names
+from pipeline.worker.run import run_worker  # what a role process imports to run
 
 settings = Settings(bootstrap_servers="127.0.0.1:1", model="tiny")
 metrics = Metrics()
 runtime = build_runtime(settings, ["input"], metrics, Health(metrics, reader_names(["input"]), 60.0))
 assert [role.name for role in runtime.roles] == ["input"], runtime.roles
-loaded = sorted(name for name in ("numpy", "onnxruntime", "tokenizers", "onnx") if name in sys.modules)
+loaded = sorted(name for name in ("numpy", "onnxruntime", "tokenizers", "onnx", "rich") if name in sys.modules)
 for writer in runtime.writers:
     writer.close(timeout_s=0.1)
 print(json.dumps(loaded))
 """
 
 
-def test_the_input_role_loads_no_model_runtime_and_no_numpy() -> None:
+def test_the_input_role_loads_no_model_runtime_no_numpy_and_no_terminal_ui() -> None:
     done = subprocess.run(
         [sys.executable, "-c", BUILD_INPUT_ROLE], cwd=REPO, capture_output=True, text=True, timeout=120
     )
