@@ -35,11 +35,25 @@ ensure_java_maven() {
     fi
 }
 
-# make_venv DIR EXTRAS: create the venv DIR and install the project with EXTRAS (e.g. "dev,bench").
+# need_disk DIR MB WHAT: stop at once, saying so, when DIR's filesystem has less than MB megabytes free, rather
+# than let pip fail with "No space left on device" minutes into an install and leave a venv half made.
+need_disk() {
+    local dir="$1" mb="$2" what="$3" free mount
+    while [ ! -d "$dir" ]; do dir="$(dirname "$dir")"; done
+    read -r free mount < <(df -Pm "$dir" 2>/dev/null | awk 'NR == 2 {print $4, $6}') || return 0
+    [ -n "$free" ] || return 0
+    [ "$free" -ge "$mb" ] ||
+        die "$what needs about $mb MB free on $mount; $free MB are free there (df -m $mount)"
+}
+
+# make_venv DIR EXTRAS MB: create the venv DIR and install the project with EXTRAS (e.g. "dev,bench"); a new
+# venv needs about MB megabytes, for itself and for pip's unpacking in TMPDIR.
 make_venv() {
-    local dir="$1" extras="$2" spec python stamp
+    local dir="$1" extras="$2" mb="$3" spec python stamp
     python="$(find_python)" || die "Python >= 3.11 not found (set PYTHON=/path/to/python3.11)"
     if [ ! -x "$dir/bin/python" ]; then
+        need_disk "$dir" "$mb" "$dir (a new venv)"
+        need_disk "${TMPDIR:-/tmp}" "$mb" "pip's unpacking for $dir"
         log "creating $dir"
         "$python" -m venv "$dir"
         "$dir/bin/pip" install -q --upgrade pip >/dev/null
@@ -57,13 +71,13 @@ make_venv() {
 
 # ensure_venv EXTRAS: the venv the worker, the CLI and the tests run from.
 ensure_venv() {
-    make_venv "$VENV" "$1"
+    make_venv "$VENV" "$1" 1500
     export PATH="$VENV/bin:$PATH"
 }
 
 # ensure_export_venv: the export's own venv (torch, transformers, sentence-transformers: several GB).
 ensure_export_venv() {
-    make_venv "$EXPORT_VENV" "export"
+    make_venv "$EXPORT_VENV" "export" 8000
 }
 
 # The runtime reads models only from the cache; export the default model once when it is missing.
