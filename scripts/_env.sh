@@ -40,8 +40,7 @@ ensure_java_maven() {
 need_disk() {
     local dir="$1" mb="$2" what="$3" free mount
     while [ ! -d "$dir" ]; do dir="$(dirname "$dir")"; done
-    read -r free mount < <(df -Pm "$dir" 2>/dev/null | awk 'NR == 2 {print $4, $6}') || return 0
-    [ -n "$free" ] || return 0
+    read -r free mount < <(df -Pm "$dir" 2>/dev/null | awk 'NR == 2 {print $4, $6}') || return 0  # no df: no verdict
     [ "$free" -ge "$mb" ] ||
         die "$what needs about $mb MB free on $mount; $free MB are free there (df -m $mount)"
 }
