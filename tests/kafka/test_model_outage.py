@@ -58,6 +58,9 @@ def test_a_model_outage_holds_events_in_kafka_and_they_are_all_answered_after(
     metrics = Metrics()
     health = Health(metrics, ["inference"])
     flaky = FlakyModels(ModelService.from_settings(settings))
+    # The model breaks mid-stream, once it has answered half the events: switched from the test's thread,
+    # the tiny model could answer the whole backlog before the switch was seen, and the circuit never open.
+    flaky.down_after = n // 2
     breaker = CircuitBreaker("tiny", flaky.probe, open_after=2, backoff_s=0.2, max_backoff_s=0.5)
     codecs = Codecs.from_settings(settings)
     router = FailureRouter(codecs.error, settings.topics.error, settings.topics.dead_letter, "g", metrics)
@@ -97,7 +100,6 @@ def test_a_model_outage_holds_events_in_kafka_and_they_are_all_answered_after(
         deadline = time.monotonic() + 60
         while count(settings, settings.topics.output) < n // 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        flaky.down = True  # the model breaks mid-stream
         deadline = time.monotonic() + 30
         while not breaker.is_open() and time.monotonic() < deadline:
             time.sleep(0.05)

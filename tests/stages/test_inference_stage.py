@@ -119,6 +119,8 @@ class FlakyModels:
     def __init__(self, real: ModelService) -> None:
         self.real = real
         self.down = False
+        self.down_after: int | None = None  # goes down by itself once it has answered this many events
+        self.answered = 0
         self.answers_probe = True
         self.calls = 0
 
@@ -128,6 +130,8 @@ class FlakyModels:
 
     async def run_batch_async(self, items: Any) -> list[Any]:
         self.calls += 1
+        if self.down_after is not None and self.answered >= self.down_after:
+            self.down, self.down_after = True, None
         if self.down:
             return [
                 Failure(Stage.INFERENCE, ErrorCode.INFERENCE_FAILED, "device lost", retryable=True, model="tiny")
@@ -137,7 +141,9 @@ class FlakyModels:
             x = np.frombuffer(payload["tensors"][0]["data"], dtype=np.float32)
             if x[0] == 13:
                 raise RuntimeError("the runtime fell over")
-        return await self.real.run_batch_async(items)
+        outcomes = await self.real.run_batch_async(items)
+        self.answered += len(items)
+        return outcomes
 
     def probe(self, name: str | None = None) -> bool:
         return self.answers_probe and not self.down
