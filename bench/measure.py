@@ -17,7 +17,7 @@ import os
 import queue
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,43 @@ class LatencyPoint:
     # The design's peak RSS so far (its processes' high-water marks summed) at the window's end: where in a
     # run its memory peaked, so that designs compare on the work all of them were given.
     peak_rss_mb: float = 0.0
+    # Where the point was measured in several windows at its rate: each window's p99, in the order offered
+    # (the point's percentiles are then the windows' medians, see ``median_window``).
+    p99_windows_ms: tuple[float, ...] = ()
+
+
+def median_window(points: Sequence[LatencyPoint]) -> LatencyPoint:
+    """Several windows offered at one rate, as one point: each percentile is the windows' median, the
+    maximum the largest, the counts summed and the CPU shares averaged. One window's p99 moves by tens of
+    milliseconds with nothing changed (a broker's log roll, a neighbour on the host); the median of three
+    says what the design does at that rate, and the windows' own p99s are kept beside it."""
+    if not points:
+        raise ValueError("no windows")
+    if len(points) == 1:
+        return points[0]
+
+    def median(field: str) -> float:
+        return float(np.median([getattr(p, field) for p in points]))
+
+    def mean(field: str) -> float:
+        return float(np.mean([getattr(p, field) for p in points]))
+
+    return LatencyPoint(
+        offered_per_s=points[0].offered_per_s,
+        sent_per_s=min(p.sent_per_s for p in points),
+        events=sum(p.events for p in points),
+        received=sum(p.received for p in points),
+        p50_ms=median("p50_ms"),
+        p95_ms=median("p95_ms"),
+        p99_ms=median("p99_ms"),
+        max_ms=max(p.max_ms for p in points),
+        generator_cpu_pct=mean("generator_cpu_pct"),
+        reader_cpu_pct=mean("reader_cpu_pct"),
+        design_cpu_pct=mean("design_cpu_pct"),
+        design_cpu_us_per_event=mean("design_cpu_us_per_event"),
+        peak_rss_mb=max(p.peak_rss_mb for p in points),
+        p99_windows_ms=tuple(p.p99_ms for p in points),
+    )
 
 
 class Watermarks:

@@ -14,7 +14,16 @@ from typing import Any
 
 from bench.cpu import CpuSplit, host_busy_seconds, pin
 from bench.designs import DesignProcess, command, groups
-from bench.measure import ArrivalReader, DesignFailed, Generator, LatencyPoint, Throughput, drain_backlog, wait_ready
+from bench.measure import (
+    ArrivalReader,
+    DesignFailed,
+    Generator,
+    LatencyPoint,
+    Throughput,
+    drain_backlog,
+    median_window,
+    wait_ready,
+)
 from bench.workload import backlog, fresh_settings, release
 from pipeline.config import Settings
 from pipeline.kafka.admin import connect_admin
@@ -90,6 +99,13 @@ class Phase:
     # median leg's. With ``between`` (run_design) a ceiling is sampled between legs, so that a design
     # compared with its ceiling on a noisy host is compared with samples taken around each of its legs.
     legs: int = 1
+    # Windows at each judged rate: the common rate, and every rate at most ``judged_fraction`` of the
+    # reference maximum (``reference_per_s`` where the rates are another design's fractions, else the
+    # design's own). Such a point is the windows' median (``median_window``): the targets compare p99s, and
+    # one window's p99 can move by a hundred milliseconds with nothing changed.
+    windows: int = 1
+    judged_fraction: float = 0.5
+    reference_per_s: float = 0.0
 
 
 def run_design(
@@ -219,27 +235,29 @@ def _measure_latency(
             pin(os.getpid(), split.load)
             pin(reader.pid, split.load)
         generator.warm_up(reader)
-        result.latency = _peaked(
-            generator.offer(reader, phase.rate, phase.seconds, seed=100, design_cpu=design_cpu), design_peak_mb
-        )
-        _log_point(log, model, design, result.latency)
+        judged_up_to = phase.judged_fraction * (phase.reference_per_s or maximum) * 1.001
+
+        def offer(rate: float, seed: int, what: str, judged: bool) -> LatencyPoint:
+            windows = []
+            for w in range(phase.windows if judged else 1):
+                point = generator.offer(reader, rate, phase.seconds, seed=seed + 1000 * w, design_cpu=design_cpu)
+                windows.append(_peaked(point, design_peak_mb))
+                if phase.windows > 1 and judged:
+                    _log_point(log, model, design, windows[-1], f"{what} window {w + 1} of {phase.windows}")
+            merged = median_window(windows)
+            _log_point(log, model, design, merged, f"{what} (the windows' median)" if len(windows) > 1 else what)
+            return merged
+
+        result.latency = offer(phase.rate, 100, "", True)
         for k, fraction in enumerate(phase.curve):
-            point = _peaked(
-                generator.offer(reader, maximum * fraction, phase.seconds, seed=101 + k, design_cpu=design_cpu),
-                design_peak_mb,
-            )
-            result.curve.append(point)
-            _log_point(log, model, design, point, f"{fraction:.0%} of max")
+            rate = maximum * fraction
+            result.curve.append(offer(rate, 101 + k, f"{fraction:.0%} of max", rate <= judged_up_to))
         for k, rate in enumerate(phase.rates):
             if rate > maximum:
                 result.above_maximum.append(rate)
                 log(f"{model:9s} {design:16s} {rate:8,.0f}/s is over its maximum ({maximum:,.0f}/s): not offered")
                 continue
-            point = _peaked(
-                generator.offer(reader, rate, phase.seconds, seed=111 + k, design_cpu=design_cpu), design_peak_mb
-            )
-            result.curve.append(point)
-            _log_point(log, model, design, point, "(the pipeline's curve)")
+            result.curve.append(offer(rate, 111 + k, "(the pipeline's curve)", rate <= judged_up_to))
     finally:
         reader.close()
         if split:

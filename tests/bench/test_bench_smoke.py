@@ -94,6 +94,11 @@ def test_quick_bench_writes_every_figure(kafka_bootstrap: str, tmp_path: Path) -
     assert all(_positive(p["generator_cpu_pct"]) for p in curve)  # the load's own CPU, beside its latency
     assert _positive(sum(p["reader_cpu_pct"] for p in curve))
     assert all(_positive(p["design_cpu_us_per_event"]) for p in curve)
+    # the judged points (the common rate, 25 and 50% of the maximum) are the median of their windows
+    pipeline_windows = [len(p["p99_windows_ms"]) for p in [runs[("pipeline", "tiny")]["latency"], *curve]]
+    assert pipeline_windows == [2, 2, 2, 0, 0], pipeline_windows
+    assert len(runs[("pipeline_eos", "tiny")]["latency"]["p99_windows_ms"]) == 2
+    assert runs[("raw_loop", "tiny")]["latency"]["p99_windows_ms"] == []  # not judged: one window
     # where the memory peaked: the tree's peak after each window, never below the backlog's
     peaks = [p["peak_rss_mb"] for p in curve]
     assert runs[("pipeline", "tiny")]["backlog_peak_rss_mb"] <= peaks[0] and peaks == sorted(peaks)

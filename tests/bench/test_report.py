@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bench.measure import LatencyPoint, median_window
 from bench.report import (
     TARGETS,
     cpu_ratios,
@@ -205,3 +208,41 @@ def test_memory_is_compared_on_the_work_both_designs_were_given() -> None:
     del mine["curve"][3]["peak_rss_mb"]  # a run without the per-window peaks: no same-work figure
     assert memory_vs_raw(result)["same_work"] is None and memory_vs_raw(result)["whole_run"] == 1.95
     assert "1.95 over each whole run" in markdown(result)
+
+
+def _window(p99: float, **extra: float) -> LatencyPoint:
+    return LatencyPoint(
+        offered_per_s=1000.0, sent_per_s=extra.get("sent", 1000.0), events=8000, received=8000,
+        p50_ms=p99 / 3, p95_ms=p99 / 2, p99_ms=p99, max_ms=p99 * 2,
+        generator_cpu_pct=extra.get("gen", 20.0), design_cpu_pct=50.0, design_cpu_us_per_event=80.0,
+        peak_rss_mb=extra.get("rss", 300.0),
+    )  # fmt: skip
+
+
+def test_a_point_measured_in_windows_is_their_median_with_each_windows_p99_kept() -> None:
+    point = median_window([_window(90.0), _window(1_031.0, gen=26.0, rss=320.0), _window(80.0, sent=990.0)])
+    assert (point.p50_ms, point.p95_ms, point.p99_ms) == (30.0, 45.0, 90.0)  # one window's hiccup decides nothing
+    assert point.p99_windows_ms == (90.0, 1_031.0, 80.0)
+    assert point.max_ms == 2_062.0 and point.peak_rss_mb == 320.0  # the worst window's
+    assert (point.events, point.received, point.sent_per_s) == (24_000, 24_000, 990.0)
+    assert point.generator_cpu_pct == 22.0
+    one = _window(90.0)
+    assert median_window([one]) is one and one.p99_windows_ms == ()
+    with pytest.raises(ValueError):
+        median_window([])
+
+
+def test_the_judged_points_windows_are_listed_beside_their_targets() -> None:
+    result = _result(pipeline=20_000.0, raw_two_hop=25_000.0, pipeline_eos=17_000.0)
+    result["batch_max_wait_ms"] = 20
+    for r in result["runs"]:
+        if r["model"] != "tiny":
+            continue
+        windows = {"pipeline": [30.0, 25.0, 400.0], "raw_two_hop": [10.0, 12.0, 9.0], "pipeline_eos": [60, 95, 70]}
+        r["latency"] = dict(r["latency"], p99_windows_ms=windows[r["design"]])
+        r["curve"] = [dict(r["latency"], offered_per_s=20_000.0 * f) for f in (0.25, 0.5)]
+    table = markdown(result)
+    assert "Each is the median of its windows' p99s: this pipeline 30, 25, 400; " in table
+    assert "this pipeline, exactly once 60, 95, 70 ms." in table
+    assert "Each p99 is the median of its windows': this pipeline at 25% 30, 25, 400; " in table
+    assert "raw two-hop, plain confluent-kafka + fastavro at 50% 10, 12, 9 ms." in table
