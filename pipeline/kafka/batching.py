@@ -1,7 +1,10 @@
 """The batching rule, in one place: when a role's reader closes a micro-batch and hands it to the agent.
 
-A batch closes at N events, or W ms after its first event, or at once when the agent is idle (batching
-is for a busy agent; an idle one would only wait). Each role carries its own :class:`BatchPolicy`. The
+A batch closes at N events, or at once when the agent is idle (batching is for a busy agent; an idle one
+would only wait), or W ms after its first event while no batch waits in the agent's queue. A batch closed
+at W behind one already waiting would only wait too, and a slow model would then run many small batches
+one after the other: the open one keeps taking records instead (up to N) and goes as soon as the queue has
+room. Each role carries its own :class:`BatchPolicy`. The
 inference role's N follows its model (:class:`ModelPaced`): a fast model gets items of several model
 batches, so one hand-off, one ticket and one commit serve hundreds of events; a slow one gets one model
 batch per item, so the priority lane never waits behind a long item.
@@ -51,7 +54,8 @@ class ModelPaced:
 @dataclass(frozen=True)
 class BatchPolicy:
     """Close a batch at ``max_events`` (or what ``size`` says, asked before each poll) or ``max_wait_ms``
-    after its first event, whichever comes first; hand it over at once when the agent is idle."""
+    after its first event, whichever comes first, the deadline only while no batch waits for the agent;
+    hand it over at once when the agent is idle."""
 
     max_events: int
     max_wait_ms: int
@@ -64,6 +68,12 @@ class BatchPolicy:
     def limit(self) -> int:
         """N for the next batch."""
         return max(1, self.size()) if self.size is not None else self.max_events
+
+    @staticmethod
+    def closes(remaining_s: float, agent_idle: bool, waiting: int) -> bool:
+        """Whether an open (not full) batch goes to the agent now: at once to an idle agent; once its
+        deadline passed (``remaining_s`` 0) only while no batch waits in the agent's queue (``waiting``)."""
+        return agent_idle or (remaining_s <= 0 and waiting == 0)
 
     def remaining_s(self, first_at: float | None, size: int, now: float, max_events: int | None = None) -> float:
         """Seconds left before the open batch must close (0: close now); ``max_events`` overrides N."""

@@ -57,6 +57,10 @@ class HandOff(Protocol):
         """Whether the agent has nothing queued or in hand."""
         ...
 
+    def waiting(self) -> int:
+        """How many batches wait in the agent's queue (handed over, not yet taken)."""
+        ...
+
 
 @dataclass
 class ReaderStats:
@@ -208,7 +212,7 @@ class BatchReader(threading.Thread):
             now = time.monotonic()
             limit = self._policy.limit()
             wait = self._policy.remaining_s(self._first_at, len(self._pending), now, limit)
-            if self._pending and (wait <= 0 or idle()):
+            if self._pending and self._policy.closes(wait, idle(), self._handoff.waiting()):
                 self._hand_off(full=False)
                 continue
             want = limit - len(self._pending)
@@ -229,7 +233,8 @@ class BatchReader(threading.Thread):
                 if first is None and self._lane is not None:
                     self._lane.report(False)  # caught up
             else:
-                # Short slices while the agent is busy, so that its turning idle is seen soon.
+                # Short slices while the agent is busy, so that its turning idle (or its queue's room, for a
+                # batch past its deadline) is seen soon.
                 timeout = min(wait, _IDLE_CHECK_S) if wait else _IDLE_CHECK_S
                 messages = consumer.consume(num_messages=max(1, want), timeout=timeout)
             self._take(messages, called_at)

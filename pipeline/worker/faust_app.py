@@ -143,6 +143,11 @@ class FaustHandOff:
     def idle(self) -> bool:
         return self.finished >= self.handed
 
+    def waiting(self) -> int:
+        """Batches handed over beyond the one the agent has in hand (the agent takes the next as it
+        finishes one, so at most one is in hand)."""
+        return max(0, self.handed - self.finished - 1)
+
     def put(self, batch: Batch, stopping: Callable[[], bool]) -> bool:
         """Blocks while every slot is taken; False when ``stopping()`` turned true first or the loop is gone
         (the batch was not handed over)."""

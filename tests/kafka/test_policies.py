@@ -23,6 +23,16 @@ def test_batch_closes_at_size_or_deadline() -> None:
     assert policy.remaining_s(10.0, 8, 10.0, max_events=8) == 0.0
 
 
+def test_a_batch_past_its_deadline_waits_for_room_in_the_agents_queue_not_behind_another() -> None:
+    closes = BatchPolicy(max_events=32, max_wait_ms=20).closes
+    assert closes(remaining_s=0.01, agent_idle=True, waiting=0)  # an idle agent takes it at once
+    assert not closes(remaining_s=0.01, agent_idle=False, waiting=0)  # a busy one: the batch fills meanwhile
+    assert closes(remaining_s=0.0, agent_idle=False, waiting=0)  # past W, queued behind the batch in hand
+    # past W with a batch already waiting: it would wait behind that one too, so it keeps taking records
+    assert not closes(remaining_s=0.0, agent_idle=False, waiting=1)
+    assert closes(remaining_s=0.0, agent_idle=True, waiting=0)
+
+
 @pytest.mark.parametrize(
     ("typical_s", "expected"),
     [

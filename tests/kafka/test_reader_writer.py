@@ -34,6 +34,9 @@ class _QueueHandOff:
     def idle(self) -> bool:
         return self.batches.empty()
 
+    def waiting(self) -> int:
+        return self.batches.qsize()
+
 
 def _topics(settings: Settings, *names: str, partitions: int = 2) -> None:
     create_topics(connect_admin(settings), [TopicSpec(n, n, partitions, 1) for n in names])

@@ -98,7 +98,7 @@ def test_a_reader_waits_only_while_every_slot_is_taken_and_a_finished_batch_free
         handoff.bind(loop)
         for k in range(3):
             assert handoff.put(f"batch-{k}", lambda: False)  # type: ignore[arg-type]
-        assert not handoff.idle()
+        assert not handoff.idle() and handoff.waiting() == 2  # one in the agent's hand, two behind it
         started = time.monotonic()
         assert not handoff.put("batch-3", lambda: time.monotonic() - started > 0.6)  # type: ignore[arg-type]
         assert time.monotonic() - started >= 0.5  # it waited for a slot before it gave up
@@ -118,6 +118,7 @@ def test_a_reader_waits_only_while_every_slot_is_taken_and_a_finished_batch_free
             loop.call_soon_threadsafe(handoff.done)
         time.sleep(0.1)
         assert handoff.finished == 3 and not handoff.idle()  # one of four still in hand
+        assert handoff.waiting() == 0
         loop.call_soon_threadsafe(handoff.done)
         time.sleep(0.1)
         assert handoff.idle()
