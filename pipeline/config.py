@@ -155,8 +155,8 @@ class Settings(BaseSettings):
     # models.toml wins. 0: no deadline.
     model_batch_timeout_ms: int = Field(default=30_000, ge=0)
 
-    # Hot path. A role's reader hands its agent a batch at N events, W ms after its first event, or at once
-    # when the agent is idle (pipeline/kafka/batching.py holds the rule).
+    # Hot path. A role's reader hands its agent a batch at N events, at once when the agent is idle, or W ms
+    # after its first event while no batch waits in the agent's queue (pipeline/kafka/batching.py).
     batch_size: int = Field(default=32, ge=1)  # events per model run (the inference role's N)
     batch_max_wait_ms: int = Field(default=20, ge=0)  # W, for both roles
     input_batch_size: int = Field(default=500, ge=1)  # the input role's N

@@ -37,7 +37,9 @@ def worker(
         None, help="Stable worker id: static group membership, so a restart keeps its partitions."
     ),
     batch_size: int | None = typer.Option(None, min=1, help="Inference micro-batch size N."),
-    batch_max_wait_ms: int | None = typer.Option(None, min=0, help="Close a batch W ms after its first event."),
+    batch_max_wait_ms: int | None = typer.Option(
+        None, min=0, help="Close a batch W ms after its first event (unless a batch already waits for the agent)."
+    ),
     model: str | None = typer.Option(None, help="Default model (config: model)."),
     log_level: str | None = typer.Option(None, help="crit, error, warn, info or debug."),
     metrics_port: int | None = typer.Option(
