@@ -88,9 +88,9 @@ class LatencyPoint:
 
 def median_window(points: Sequence[LatencyPoint]) -> LatencyPoint:
     """Several windows offered at one rate, as one point: each percentile is the windows' median, the
-    maximum the largest, the counts summed and the CPU shares averaged. One window's p99 moves by tens of
-    milliseconds with nothing changed (a broker's log roll, a neighbour on the host); the median of three
-    says what the design does at that rate, and the windows' own p99s are kept beside it."""
+    maximum the largest, the counts summed and the CPU shares averaged. One window's p99 moves by a
+    hundred milliseconds or more with nothing changed; the median of three says what the design does at
+    that rate, and the windows' own p99s are kept beside it."""
     if not points:
         raise ValueError("no windows")
     if len(points) == 1:

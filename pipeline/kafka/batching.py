@@ -4,10 +4,10 @@ A batch closes at N events, or at once when the agent is idle (batching is for a
 would only wait), or W ms after its first event while no batch waits in the agent's queue. A batch closed
 at W behind one already waiting would only wait too, and a slow model would then run many small batches
 one after the other: the open one keeps taking records instead (up to N) and goes as soon as the queue has
-room. Each role carries its own :class:`BatchPolicy`. The
-inference role's N follows its model (:class:`ModelPaced`): a fast model gets items of several model
-batches, so one hand-off, one ticket and one commit serve hundreds of events; a slow one gets one model
-batch per item, so the priority lane never waits behind a long item.
+room. Each role carries its own :class:`BatchPolicy`. The inference role's N follows its model
+(:class:`ModelPaced`): a fast model gets items of several model batches, so one hand-off, one ticket and
+one commit serve hundreds of events; a slow one gets one model batch per item, so the priority lane never
+waits behind a long item.
 """
 
 from __future__ import annotations
