@@ -94,3 +94,21 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.messages)
+
+
+class HandOff(Protocol):
+    """Where a reader's batches go: the agent's bounded queue. Its answers (``idle``, ``waiting``) are what
+    :meth:`BatchPolicy.closes` decides on."""
+
+    def put(self, batch: Batch, stopping: Callable[[], bool]) -> bool:
+        """Block until the agent's queue took the batch (the backpressure that bounds memory); False when
+        ``stopping()`` turned true first or the agent is gone (the batch is then dropped, never committed)."""
+        ...
+
+    def idle(self) -> bool:
+        """Whether the agent has nothing queued or in hand."""
+        ...
+
+    def waiting(self) -> int:
+        """How many batches wait in the agent's queue (handed over, not yet taken)."""
+        ...

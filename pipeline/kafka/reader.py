@@ -21,11 +21,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from pipeline.kafka.batching import Batch, BatchPolicy
+from pipeline.kafka.batching import Batch, BatchPolicy, HandOff
 from pipeline.kafka.commits import Commits, OffsetCommits, TransactionCommits
 from pipeline.kafka.holds import Gate, Holds
 from pipeline.kafka.lane import LaneSignal
@@ -43,23 +43,6 @@ log = logging.getLogger("pipeline.reader")
 _IDLE_CHECK_S = 0.002
 _IDLE_POLL_S = 0.2  # an idle reader's poll: how soon it sees a stop or commits a settled batch
 _TXN_POLL_S = 0.005  # with batches in an open transaction: how soon a turning-idle agent's commit goes
-
-
-class HandOff(Protocol):
-    """Where a reader's batches go: the agent's bounded queue."""
-
-    def put(self, batch: Batch, stopping: Callable[[], bool]) -> bool:
-        """Block until the agent's queue took the batch (the backpressure that bounds memory); False when
-        ``stopping()`` turned true first or the agent is gone (the batch is then dropped, never committed)."""
-        ...
-
-    def idle(self) -> bool:
-        """Whether the agent has nothing queued or in hand."""
-        ...
-
-    def waiting(self) -> int:
-        """How many batches wait in the agent's queue (handed over, not yet taken)."""
-        ...
 
 
 @dataclass
