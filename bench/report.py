@@ -291,15 +291,22 @@ def _at(r: dict[str, Any], rate: float) -> dict[str, Any] | None:
 def latency_vs_raw(result: dict[str, Any], model: str = "tiny") -> dict[str, float | None]:
     """Per shared rate (25 and 50% of the pipeline's maximum): the pipeline's p99 minus the raw two-hop
     design's, against the target of at most two batch deadlines (``batch_max_wait_ms``) more."""
+    return {
+        f"{fraction:.0%}": a["p99_ms"] - b["p99_ms"] if a and b else None
+        for fraction, a, b in _judged_points(result, model)
+    }
+
+
+def _judged_points(
+    result: dict[str, Any], model: str
+) -> list[tuple[float, dict[str, Any] | None, dict[str, Any] | None]]:
+    """At each fraction the latency target judges: the pipeline's curve point and the raw two-hop design's at
+    the same rate (None where a design has none)."""
     mine, raw = _run(result, "pipeline", model), _run(result, "raw_two_hop", model)
-    out: dict[str, float | None] = {}
     if mine is None:
-        return out
-    for fraction in LATENCY_TARGET_FRACTIONS:
-        rate = mine["events_per_s"] * fraction
-        a, b = _at(mine, rate), _at(raw, rate) if raw else None
-        out[f"{fraction:.0%}"] = a["p99_ms"] - b["p99_ms"] if a and b else None
-    return out
+        return []
+    rates = [(fraction, mine["events_per_s"] * fraction) for fraction in LATENCY_TARGET_FRACTIONS]
+    return [(fraction, _at(mine, rate), _at(raw, rate) if raw else None) for fraction, rate in rates]
 
 
 def _curve_rows(result: dict[str, Any], model: str) -> list[str]:
@@ -351,14 +358,12 @@ def _windows(point: dict[str, Any]) -> str:
 
 def _judged_windows(result: dict[str, Any], model: str) -> str:
     """Where the judged points were measured in several windows: each window's p99, design by design."""
-    mine, raw = _run(result, "pipeline", model), _run(result, "raw_two_hop", model)
-    parts = []
-    for fraction in LATENCY_TARGET_FRACTIONS:
-        rate = mine["events_per_s"] * fraction if mine else 0.0
-        for design, run in (("pipeline", mine), ("raw_two_hop", raw)):
-            point = _at(run, rate) if run else None
-            if point and point.get("p99_windows_ms"):
-                parts.append(f"{NAMES[design]} at {fraction:.0%} {_windows(point)}")
+    parts = [
+        f"{NAMES[design]} at {fraction:.0%} {_windows(point)}"
+        for fraction, mine, raw in _judged_points(result, model)
+        for design, point in (("pipeline", mine), ("raw_two_hop", raw))
+        if point and point.get("p99_windows_ms")
+    ]
     return f" Each p99 is the median of its windows': {'; '.join(parts)} ms." if parts else ""
 
 
