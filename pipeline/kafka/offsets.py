@@ -109,6 +109,11 @@ class OffsetTracker:
     def _advance_locked(self, ticket: Ticket) -> None:
         if not ticket.done:
             return
+        # A done ticket gets no more delivery reports, so it needs neither its callback nor its outputs.
+        # The callback refers back to the ticket: left in place, the pair is a reference cycle that only the
+        # cyclic collector frees, and under a backlog (tickets live long enough to reach its older
+        # generations) it kept whole batches of outputs and source records alive long after their commit.
+        ticket.delivery = ticket.outputs = None
         for tp in ticket.ranges:
             queue = self._queues.get(tp)
             while queue and queue[0].done:

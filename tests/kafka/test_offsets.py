@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 
 from pipeline.kafka.offsets import OffsetTracker
 
@@ -110,3 +112,41 @@ def test_forget_keeps_batches_that_also_hold_kept_partitions() -> None:
     assert both.live
     _complete(tracker, both)
     assert tracker.take_commits() == {B: 10}
+
+
+def test_a_done_batch_is_freed_by_reference_counting_alone() -> None:
+    """The writer's delivery callback refers back to its ticket. Once the batch is done, neither is needed,
+    and the pair (with the outputs and, through them, the source records) must not wait for the cyclic
+    collector: under a backlog that held some 50,000 outputs and source records per role."""
+    tracker = OffsetTracker()
+    ticket = tracker.open({A: (0, 9)})
+
+    class Callback:  # what the writer keeps per ticket: a callable that refers back to it
+        def __init__(self, ticket: object) -> None:
+            self.ticket = ticket
+
+    ticket.delivery = Callback(ticket)
+    ticket.outputs = [object() for _ in range(10)]
+    freed = weakref.ref(ticket)
+    gc.disable()
+    try:
+        _complete(tracker, ticket, outputs=10)
+        assert ticket.delivery is None and ticket.outputs is None
+        del ticket
+        assert freed() is None
+    finally:
+        gc.enable()
+    assert tracker.take_commits() == {A: 10}
+
+
+def test_an_unfinished_batch_keeps_its_outputs() -> None:
+    """A refused record is looked up among its batch's outputs until the last delivery report is in."""
+    tracker = OffsetTracker()
+    ticket = tracker.open({A: (0, 9)})
+    ticket.outputs = ["a", "b"]
+    tracker.add_pending(ticket, 2)
+    tracker.seal(ticket)
+    tracker.settle(ticket)
+    assert ticket.outputs == ["a", "b"]
+    tracker.settle(ticket)
+    assert ticket.outputs is None

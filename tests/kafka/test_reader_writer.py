@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
+import weakref
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -14,6 +16,7 @@ from pipeline.kafka.batching import Batch, BatchPolicy
 from pipeline.kafka.clients import consumer_config, producer_config
 from pipeline.kafka.offsets import OffsetTracker
 from pipeline.kafka.reader import BatchReader
+from pipeline.kafka.records import OutRecord
 from pipeline.kafka.retry import RetryPolicy
 from pipeline.kafka.topics import TopicSpec, create_topics
 from pipeline.kafka.writer import OutputWriter
@@ -175,6 +178,33 @@ def test_never_commits_past_an_output_the_broker_did_not_acknowledge(pipeline_se
         reader.join(15)
         proc.stop.set()
         writer.close(timeout_s=1)
+
+
+def test_a_written_batch_is_freed_once_acknowledged_without_the_cyclic_collector(pipeline_settings: Settings) -> None:
+    """Once the broker has acknowledged a batch's outputs, its ticket, the outputs and their source records
+    are freed by reference counting. A reference cycle between the ticket and the writer's delivery
+    callback kept them until the cyclic collector ran: under a backlog, some 50,000 outputs and source
+    records per role."""
+    out = unique_name("out")
+    _topics(pipeline_settings, out)
+    tracker = OffsetTracker()
+    writer = OutputWriter(producer_config(pipeline_settings), Metrics())
+    gc.disable()
+    try:
+        ticket = tracker.open({("src", 0): (0, 99)})
+        freed = weakref.ref(ticket)
+        writer.emit([OutRecord(out, b"%d" % i, b"k") for i in range(100)], ticket)
+        del ticket
+        deadline = time.monotonic() + 30
+        committed: dict[tuple[str, int], int] = {}
+        while not committed and time.monotonic() < deadline:
+            committed = tracker.take_commits()
+            time.sleep(0.05)
+        assert committed == {("src", 0): 100}
+        writer.close()
+        assert freed() is None
+    finally:
+        gc.enable()
 
 
 def _wakeups(thread: threading.Thread) -> int:
