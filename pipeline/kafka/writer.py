@@ -100,6 +100,9 @@ class _TicketDelivery:
 
     Delivery reports are served by one thread at a time (the writer's poll thread, or the caller of
     ``close`` once that thread has stopped), so the counters need no lock.
+
+    It and its ticket refer to each other until the ticket is done; the tracker then drops the ticket's
+    side, so reference counting frees the batch (see ``OffsetTracker._advance_locked``).
     """
 
     __slots__ = ("_ticket", "_writer", "acked")
