@@ -195,12 +195,8 @@ def test_a_written_batch_is_freed_once_acknowledged_without_the_cyclic_collector
         freed = weakref.ref(ticket)
         writer.emit([OutRecord(out, b"%d" % i, b"k") for i in range(100)], ticket)
         del ticket
-        deadline = time.monotonic() + 30
-        committed: dict[tuple[str, int], int] = {}
-        while not committed and time.monotonic() < deadline:
-            committed = tracker.take_commits()
-            time.sleep(0.05)
-        assert committed == {("src", 0): 100}
+        assert tracker.wait_idle([("src", 0)], timeout_s=30)
+        assert tracker.take_commits() == {("src", 0): 100}
         writer.close()
         assert freed() is None
     finally:
