@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import fastavro
-from fastavro import schemaless_reader, schemaless_writer
-from fastavro.read import SchemaResolutionError
+from fastavro import schemaless_writer
 
 from pipeline.serde import _fastpath
 from pipeline.serde.codes import ErrorCode
@@ -109,9 +108,8 @@ class EventCodec:
         self._by_fingerprint: dict[bytes, Reading] = {}
         self._by_id: dict[int, Reading] = {}
         self._hints = union_hints(self.writer_schema.schema)
-        fast_write, fast_read = _fastpath.entry_points() if fast_path else (None, None)
-        self._fast_write = fast_write
-        self._fast_read = fast_read
+        self._fast_path = fast_path
+        self._fast_write = _fastpath.entry_points()[0] if fast_path else None
         self._write_named = _fastpath.named_types(self._write_parsed)
 
     @classmethod
@@ -248,30 +246,7 @@ class EventCodec:
             over = reading.count_items(data, start)
             if over is not None:
                 raise items_over(*over, self.limits)
-        buf = io.BytesIO(data)
-        buf.seek(start)
-        try:
-            if self._fast_read is not None:
-                datum: Datum = self._fast_read(
-                    buf, reading.writer, reading.named, reading.reader, _fastpath.READ_OPTIONS
-                )
-            else:
-                datum = schemaless_reader(buf, reading.writer, reading.reader)  # type: ignore[assignment]
-        except EOFError:
-            raise DecodeError(
-                ErrorCode.TRUNCATED, f"{reading.label}: the body ends early, at byte {len(data):,} ({show_bytes(data)})"
-            ) from None
-        except SchemaResolutionError as exc:
-            raise DecodeError(
-                ErrorCode.SCHEMA_RESOLUTION_FAILED, f"{reading.label}: {cut_text(exc)} ({show_bytes(data)})"
-            ) from None
-        except Exception as exc:  # UnicodeDecodeError, IndexError (bad union/enum index), ValueError, ...
-            raise DecodeError(
-                ErrorCode.INVALID_DATUM,
-                f"{reading.label}: malformed body near byte {buf.tell():,} ({type(exc).__name__}: {cut_text(exc)}; "
-                f"{show_bytes(data)})",
-            ) from None
-        end = buf.tell()
+        datum, end = reading.read(data, start)
         if end != len(data):
             raise DecodeError(
                 ErrorCode.INVALID_DATUM,
@@ -377,7 +352,8 @@ class EventCodec:
         self, writer_json: Any, writer_parsed: Any, writer_fp: bytes, label: str, known: SchemaVersion | None
     ) -> Reading:
         max_items = self.limits.max_items if self.validator is not None else None
-        return pair(self.reader_schema, self.store, writer_json, writer_parsed, writer_fp, label, known, max_items)
+        reader = self.reader_schema
+        return pair(reader, self.store, writer_json, writer_parsed, writer_fp, label, known, max_items, self._fast_path)
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,25 @@
 """What a writer schema means for reading, decided once per writer (fingerprint or registry id) and cached
 by the codec: whether our reader can resolve it, why not (a different record, or a later version of ours),
-and the tables fastavro's direct entry point needs.
+the tables fastavro's direct entry point needs, and the request's direct reader where the pair has one.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastavro import schemaless_reader
+from fastavro.read import SchemaResolutionError
+
 from pipeline.serde import _fastpath
 from pipeline.serde.codes import ErrorCode
 from pipeline.serde.compat import incompatibilities
+from pipeline.serde.errors import DecodeError
 from pipeline.serde.item_count import Over, item_counter
+from pipeline.serde.limits import show_bytes
+from pipeline.serde.request_wire import DirectRead, direct_reader
 from pipeline.serde.store import SchemaStore, SchemaVersion
 
 
@@ -30,6 +37,43 @@ class Reading:
     """Why records of this writer cannot be read, when ``error`` says they cannot."""
     count_items: Callable[[bytes, int], Over | None] | None = None
     """Counts a record's items on its bytes (:mod:`pipeline.serde.item_count`), when the codec validates."""
+    fast_read: Callable[..., Any] | None = None
+    """fastavro's compiled reader (:mod:`pipeline.serde._fastpath`); None: its public API."""
+    direct: DirectRead | None = None
+    """The request's own reader for this pair (:mod:`pipeline.serde.request_wire`), where there is one."""
+
+    def read(self, data: bytes, start: int) -> tuple[Any, int]:
+        """The body that starts at ``start`` -> (its datum, where it ends); DecodeError when it cannot be read.
+
+        The direct reader goes first; a record it does not vouch for is read again by fastavro, whose
+        verdict (and, for a bad record, whose account of what is wrong) is the codec's."""
+        if self.direct is not None and data.__class__ is bytes:
+            try:
+                return self.direct(data, start)
+            except Exception:
+                pass
+        buf = io.BytesIO(data)
+        buf.seek(start)
+        try:
+            if self.fast_read is not None:
+                datum = self.fast_read(buf, self.writer, self.named, self.reader, _fastpath.READ_OPTIONS)
+            else:
+                datum = schemaless_reader(buf, self.writer, self.reader)
+        except EOFError:
+            raise DecodeError(
+                ErrorCode.TRUNCATED, f"{self.label}: the body ends early, at byte {len(data):,} ({show_bytes(data)})"
+            ) from None
+        except SchemaResolutionError as exc:
+            raise DecodeError(
+                ErrorCode.SCHEMA_RESOLUTION_FAILED, f"{self.label}: {cut_text(exc)} ({show_bytes(data)})"
+            ) from None
+        except Exception as exc:  # UnicodeDecodeError, IndexError (bad union/enum index), ValueError, ...
+            raise DecodeError(
+                ErrorCode.INVALID_DATUM,
+                f"{self.label}: malformed body near byte {buf.tell():,} ({type(exc).__name__}: {cut_text(exc)}; "
+                f"{show_bytes(data)})",
+            ) from None
+        return datum, buf.tell()
 
 
 def union_hints(schema: dict[str, Any]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
@@ -67,18 +111,22 @@ def pair(
     label: str,
     known: SchemaVersion | None,
     max_items: int | None,
+    fast: bool = True,
 ) -> Reading:
     """Check a new writer against our reader once; the verdict is cached with the pair.
 
     A writer that our reader cannot resolve is ``SCHEMA_TOO_NEW`` when it is a version of our reader's
     own record (same full name) that is later than the reader: one this pipeline does not ship, or a
     later one of its chain. Any other is ``SCHEMA_RESOLUTION_FAILED``: a different record altogether.
+    ``fast``: fastavro's compiled reader and the request's direct reader, where there are; else only
+    fastavro's public API (the reference the tests compare them with).
     """
     count = item_counter(writer_parsed, max_items) if max_items is not None else None
+    fast_read = _fastpath.entry_points()[1] if fast else None
+    direct = direct_reader(writer_fp, reader.fingerprint) if fast else None
     if writer_fp == reader.fingerprint:
-        return Reading(
-            writer_parsed, None, label, None, _fastpath.reading_named(writer_parsed, None), count_items=count
-        )
+        named = _fastpath.reading_named(writer_parsed, None)
+        return Reading(writer_parsed, None, label, None, named, count_items=count, fast_read=fast_read, direct=direct)
     try:
         problems = incompatibilities(reader.schema, writer_json)
     except Exception as exc:
@@ -97,7 +145,10 @@ def pair(
             )
         return Reading(None, None, label, f"{label} -> {reader.label}: {'; '.join(problems)}")
     named = _fastpath.reading_named(writer_parsed, reader.parsed)
-    return Reading(writer_parsed, reader.parsed, f"{label} -> {reader.label}", None, named, count_items=count)
+    label = f"{label} -> {reader.label}"
+    return Reading(
+        writer_parsed, reader.parsed, label, None, named, count_items=count, fast_read=fast_read, direct=direct
+    )
 
 
 def full_name(schema: Any) -> str:
