@@ -14,7 +14,9 @@ milliseconds and ``uuid`` fields are ``str``, both ways; enums are their symbol 
 ``output``) are plain dicts, and the codec adds fastavro's tuple hint itself from the dict's keys.
 
 Speed: schemas are parsed once per process; each (writer, reader) pair is checked and cached the first time
-a fingerprint or id is seen; the hot path is a dict lookup, one fastavro call and a length check.
+a fingerprint or id is seen; the hot path is a dict lookup, one read of the body and a length check. A
+request of ours is read by its direct reader (:mod:`pipeline.serde.request_wire`), anything else by
+fastavro.
 
 Hostile bytes: the size cap is checked before anything else; a writer schema is refused once when reading
 it could cost more than a record's bytes (:mod:`pipeline.serde.schema_guard`); a writer that is a later
