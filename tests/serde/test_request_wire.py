@@ -118,36 +118,25 @@ def _string(text: str) -> bytes:
     return long_bytes(len(raw)) + raw
 
 
-def _zigzag(n: int) -> bytes:
-    """Any Avro long, negative ones included (``long_bytes`` is the writer's, for counts and lengths)."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _body(*, tensors: bytes, attributes: bytes, created_at: int = 1_764_000_000_000) -> bytes:
-    head = _string("6f1c8b7e-3f7a-4a51-9b0e-0c5d3c1e2a44") + _zigzag(created_at) + _string("src")
+    head = _string("6f1c8b7e-3f7a-4a51-9b0e-0c5d3c1e2a44") + long_bytes(created_at) + _string("src")
     model = _string("tiny") + b"\x00" + b"\x02"  # version null; priority NORMAL
     return head + model + b"\x02" + tensors + attributes + b"\x00\x00"  # tensors; correlation, tenant null
 
 
 def _tensor(dims: list[int], data: bytes) -> bytes:
-    shape = (_zigzag(len(dims)) + b"".join(_zigzag(d) for d in dims) + b"\x00") if dims else b"\x00"
-    return _string("x") + _string("float32") + shape + _zigzag(len(data)) + data
+    shape = (long_bytes(len(dims)) + b"".join(long_bytes(d) for d in dims) + b"\x00") if dims else b"\x00"
+    return _string("x") + _string("float32") + shape + long_bytes(len(data)) + data
 
 
 def test_blocks_with_sizes_long_varints_and_negative_longs() -> None:
     """What the codec's own writer never writes but another writer may: array and map blocks with a
     negative count and a byte size, several blocks, counts and lengths of several bytes, negative longs."""
     one = _tensor([2], b"\x00" * 8)
-    tensors = _zigzag(-1) + _zigzag(len(one)) + one + _zigzag(1) + _tensor([1], b"\x00" * 4) + b"\x00"
+    tensors = long_bytes(-1) + long_bytes(len(one)) + one + long_bytes(1) + _tensor([1], b"\x00" * 4) + b"\x00"
     entries = [(f"key{i}", "v" * 200) for i in range(70)]
     pairs = b"".join(_string(k) + _string(v) for k, v in entries)
-    attributes = _zigzag(-70) + _zigzag(len(pairs)) + pairs + b"\x00"
+    attributes = long_bytes(-70) + long_bytes(len(pairs)) + pairs + b"\x00"
     data = b"\xc3\x01" + REQUEST_V2_FINGERPRINT + _body(tensors=tensors, attributes=attributes, created_at=-5)
     kind, datum, end = _same_as_fastavro(data)
     assert (kind, end) == ("read", len(data))
@@ -158,8 +147,8 @@ def test_blocks_with_sizes_long_varints_and_negative_longs() -> None:
 def test_a_varint_past_nine_bytes_is_left_to_fastavro() -> None:
     ten = b"\xff" * 9 + b"\x01"
     data = b"\xc3\x01" + REQUEST_V2_FINGERPRINT + _body(tensors=b"\x00", attributes=b"\x00")
-    stamp = data.index(_zigzag(1_764_000_000_000))
-    data = data[:stamp] + ten + data[stamp + len(_zigzag(1_764_000_000_000)) :]
+    stamp = data.index(long_bytes(1_764_000_000_000))
+    data = data[:stamp] + ten + data[stamp + len(long_bytes(1_764_000_000_000)) :]
     reading = _reading(data)
     assert reading.direct is not None
     try:
