@@ -6,6 +6,12 @@ changes): the bulk reader holds its partitions while the priority lane (:mod:`pi
 records; a rewound batch's partitions wait out their backoff; the reader's gate (the model's circuit open,
 the writer's backlog full) holds every partition. Only the last two are reasons to report the worker not
 ready; the lane is ordinary operation.
+
+A resume alone would leave a partition unread for up to a second: it changes no fetch state, so it wakes
+nothing, and the client's broker thread, with nothing to fetch while everything was paused, looks again
+only at its next wake-up (bench/README.md, 2026-12-07 evening). A seek does change it, so every seek of a
+reader's partitions goes through :meth:`Holds.seek`, and a release seeks each partition once more to where
+it is read from anyway.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class Holds:
         self.yields_to = yields_to  # the bulk reader's: the lane whose records go first
         self.until: dict[TP, float] = {}  # partitions waiting out a backoff, and until when
         self.paused: set[TP] = set()  # what the client has paused now
+        self.sought: dict[TP, int] = {}  # where each held partition is read again from (its last seek)
         self.reason: str | None = None  # why something is held on purpose (None: nothing, or the lane)
 
     def back_off(self, tps: set[TP] | list[TP], until: float) -> None:
@@ -65,21 +72,30 @@ class Holds:
             pending = self._hold(consumer, hold, pending)
         if release:
             consumer.resume([TopicPartition(t, p) for t, p in release])
+            for tp in release:  # the seek that wakes the fetcher (see the module's docstring)
+                if (offset := self.sought.pop(tp, None)) is not None:
+                    consumer.seek(TopicPartition(tp[0], tp[1], offset))
         self.paused = desired
         return pending
+
+    def seek(self, consumer: Consumer, tp: TP, offset: int) -> None:
+        """Read ``tp`` again from ``offset``; a release seeks there once more."""
+        consumer.seek(TopicPartition(tp[0], tp[1], offset))
+        self.sought[tp] = offset
 
     def release(self, tps: set[TP]) -> None:
         """The partitions are gone: nothing of theirs is held any more."""
         for tp in tps:
             self.until.pop(tp, None)
+            self.sought.pop(tp, None)
         self.paused -= tps
 
     def clear(self) -> None:
         self.until.clear()
         self.paused.clear()
+        self.sought.clear()
 
-    @staticmethod
-    def _hold(consumer: Consumer, tps: set[TP], pending: list[Message]) -> list[Message]:
+    def _hold(self, consumer: Consumer, tps: set[TP], pending: list[Message]) -> list[Message]:
         """Pause ``tps`` and drop what was read or fetched for them: records already fetched would still
         come out of consume(), so each partition is sought back to its first dropped record (or its own
         position), from where it is fetched again on resume. Order within a partition never changes."""
@@ -94,8 +110,8 @@ class Holds:
         partitions = [TopicPartition(t, p) for t, p in tps]
         consumer.pause(partitions)
         for tp in consumer.position([p for p in partitions if (p.topic, p.partition) not in first]):
-            if tp.offset >= 0:
-                consumer.seek(tp)
-        for (topic, partition), offset in first.items():
-            consumer.seek(TopicPartition(topic, partition, offset))
+            if tp.offset >= 0:  # else sought since it was last read (a rewind), and that seek stands
+                self.seek(consumer, (tp.topic, tp.partition), tp.offset)
+        for tp, offset in first.items():
+            self.seek(consumer, tp, offset)
         return keep

@@ -13,6 +13,7 @@ from pipeline.kafka.lane import LaneSignal
 from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
 from pipeline.worker.build import LANE, reader_names
+from tests.kafka.fakes import Record
 
 
 class _Client:
@@ -34,26 +35,12 @@ class _Client:
         pass
 
 
-class _Record:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self._tp, self._offset = (topic, partition), offset
-
-    def topic(self) -> str:
-        return self._tp[0]
-
-    def partition(self) -> int:
-        return self._tp[1]
-
-    def offset(self) -> int:
-        return self._offset
-
-
 def test_the_bulk_is_held_while_the_lane_reports_records_and_released_when_it_stops() -> None:
     lane = LaneSignal()
     holds = Holds(yields_to=lane)
     client: Any = _Client()
     assigned = {("bulk", 0), ("bulk", 1)}
-    pending: list[Any] = [_Record("bulk", 0, 7), _Record("bulk", 1, 3)]
+    pending: list[Any] = [Record("bulk", 0, 7), Record("bulk", 1, 3)]
     assert holds.apply(client, assigned, pending) == pending and not client.paused
     lane.report(True)
     assert holds.waiting()  # a held bulk polls briefly, so the lane's end is seen soon
