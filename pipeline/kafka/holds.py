@@ -36,7 +36,7 @@ class Holds:
         self.yields_to = yields_to  # the bulk reader's: the lane whose records go first
         self.until: dict[TP, float] = {}  # partitions waiting out a backoff, and until when
         self.paused: set[TP] = set()  # what the client has paused now
-        self.sought: dict[TP, int] = {}  # where each held partition is read again from (its last seek)
+        self.sought: dict[TP, TopicPartition] = {}  # each held partition's last seek: where it is read from
         self.reason: str | None = None  # why something is held on purpose (None: nothing, or the lane)
 
     def back_off(self, tps: set[TP] | list[TP], until: float) -> None:
@@ -73,15 +73,15 @@ class Holds:
         if release:
             consumer.resume([TopicPartition(t, p) for t, p in release])
             for tp in release:  # the seek that wakes the fetcher (see the module's docstring)
-                if (offset := self.sought.pop(tp, None)) is not None:
-                    consumer.seek(TopicPartition(tp[0], tp[1], offset))
+                if (sought := self.sought.pop(tp, None)) is not None:
+                    consumer.seek(sought)
         self.paused = desired
         return pending
 
-    def seek(self, consumer: Consumer, tp: TP, offset: int) -> None:
-        """Read ``tp`` again from ``offset``; a release seeks there once more."""
-        consumer.seek(TopicPartition(tp[0], tp[1], offset))
-        self.sought[tp] = offset
+    def seek(self, consumer: Consumer, to: TopicPartition) -> None:
+        """Read ``to``'s partition again from its offset; a release seeks there once more."""
+        consumer.seek(to)
+        self.sought[(to.topic, to.partition)] = to
 
     def release(self, tps: set[TP]) -> None:
         """The partitions are gone: nothing of theirs is held any more."""
@@ -111,7 +111,7 @@ class Holds:
         consumer.pause(partitions)
         for tp in consumer.position([p for p in partitions if (p.topic, p.partition) not in first]):
             if tp.offset >= 0:  # else sought since it was last read (a rewind), and that seek stands
-                self.seek(consumer, (tp.topic, tp.partition), tp.offset)
-        for tp, offset in first.items():
-            self.seek(consumer, tp, offset)
+                self.seek(consumer, tp)
+        for (topic, partition), offset in first.items():
+            self.seek(consumer, TopicPartition(topic, partition, offset))
         return keep

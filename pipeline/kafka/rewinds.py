@@ -51,7 +51,7 @@ class Rewinds:
             count = count + 1 if last == offset else 1
             self._at[tp] = (offset, count)
             delay = max(delay, self._backoff.delay_s(count))
-            self._holds.seek(consumer, tp, offset)
+            self._holds.seek(consumer, TopicPartition(tp[0], tp[1], offset))
             self.count += 1
         self._holds.back_off(list(points), now + delay)
         self._metrics.rewinds.labels(self._role).inc(len(failures))
@@ -83,7 +83,7 @@ class Rewinds:
         for tp in committed:
             low, _high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), cached=True)
             offset = tp.offset if tp.offset >= 0 else max(low, 0)
-            self._holds.seek(consumer, (tp.topic, tp.partition), offset)
+            self._holds.seek(consumer, TopicPartition(tp.topic, tp.partition, offset))
             self._at[(tp.topic, tp.partition)] = (offset, count)
             self._holds.back_off([(tp.topic, tp.partition)], now + delay)
         self.count += 1

@@ -59,7 +59,7 @@ def test_a_rewinds_seek_while_held_is_the_one_the_release_repeats() -> None:
     holds = Holds(gate=lambda: reason[0])
     client: Any = _Client({A: 12, B: 30})
     holds.apply(client, {A, B}, [])
-    holds.seek(client, A, 5)  # a failed batch is read again from 5
+    holds.seek(client, TopicPartition(*A, 5))  # a failed batch is read again from 5
     client.calls.clear()
     reason[0] = None
     holds.apply(client, {A, B}, [])
@@ -70,7 +70,7 @@ def test_a_rewinds_seek_while_held_is_the_one_the_release_repeats() -> None:
 def test_a_rewound_partition_keeps_its_rewind_when_it_is_held_for_the_backoff() -> None:
     holds = Holds()
     client: Any = _Client({A: -1001, B: 30})  # librdkafka forgets a partition's position at a seek
-    holds.seek(client, A, 5)  # the rewind
+    holds.seek(client, TopicPartition(*A, 5))  # the rewind
     holds.back_off([A], float("inf"))
     client.calls.clear()
     holds.apply(client, {A, B}, [])
