@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     # request. The price: a record may wait this long in the broker, and an idle reader fetches this often
     # instead of twice a second. 0: librdkafka's defaults. The priority lane always keeps them (latency first).
     reader_fetch_wait_ms: int = Field(default=10, ge=0, le=500)
+    # What the inference reader keeps fetched ahead of a slow model, in the model's time: that many events at
+    # the default model's warm pace (librdkafka's queued.min.messages). Once it holds them it stops fetching;
+    # a reader that had fetched a whole backlog would otherwise ask the broker every reader_fetch_wait_ms
+    # for records not there yet, which costs the model's threads cores. A fast model's count is past
+    # librdkafka's own (100,000), which stays. 0: off.
+    inference_fetch_ahead_ms: int = Field(default=1000, ge=0)
     # A broker outage shorter than the session costs no rebalance (nothing is read twice); a worker that
     # dies without a worker id gives its partitions to the others after this long.
     session_timeout_ms: int = Field(default=30_000, ge=1000)

@@ -100,6 +100,14 @@ class ModelService:
         ms = self._batch_timeout_ms if spec.batch_timeout_ms is None else spec.batch_timeout_ms
         return ms / 1000.0 if ms > 0 else None
 
+    def warm_pace(self, batch: int) -> float:
+        """Events/s of the default model on one more warm-up batch of ``batch`` events, timed: what a reader
+        sizes its fetch-ahead by before any real batch has run (``typical_batch_s`` is unknown until then)."""
+        runner = self.runner()
+        started = time.perf_counter()
+        runner.warm_up(batch)
+        return batch / max(time.perf_counter() - started, 1e-9)
+
     def probe(self, name: str | None = None) -> bool:
         """Whether the model answers one synthetic event within its batch deadline (see
         :meth:`ModelRunner.probe`). Runs on the caller's thread. Never raises for a model failure: a model

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import threading
@@ -68,6 +69,22 @@ LANE = "inference.priority"
 FETCH_MIN_BYTES = 100_000
 """A bulk reader's fetch.min.bytes: above what a stream brings in ``reader_fetch_wait_ms``, so that the wait,
 not the first record, ends a fetch; a backlog fills it at once."""
+
+
+LIBRDKAFKA_QUEUED_MIN = 100_000
+"""librdkafka's own queued.min.messages: a fetch-ahead past it is left to librdkafka."""
+QUEUE_BACKOFF_MS = 100
+"""fetch.queue.backoff.ms where a reader counts its fetch-ahead: how soon a reader whose queue held enough
+looks again (no request is sent when it still does). librdkafka's 1 s would let a drained queue wait."""
+
+
+def fetch_ahead(settings: Settings, events_per_s: float) -> int | None:
+    """The inference reader's queued.min.messages: what the model runs in ``inference_fetch_ahead_ms`` at
+    ``events_per_s``, at least four model batches; None (librdkafka's own) when off or past its own."""
+    if not settings.inference_fetch_ahead_ms or not events_per_s > 0:
+        return None
+    events = max(math.ceil(events_per_s * settings.inference_fetch_ahead_ms / 1000), 4 * settings.batch_size)
+    return events if events < LIBRDKAFKA_QUEUED_MIN else None
 
 
 def reader_names(roles: Sequence[str]) -> tuple[str, ...]:
@@ -187,13 +204,14 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
         gate: Gate,
         lane: LaneSignal | None = None,
         yields_to: LaneSignal | None = None,
+        ahead: int | None = None,
     ) -> None:
         tracker = OffsetTracker()
         handoff = FaustHandOff(app)
         writer = writers[name]
         reader = BatchReader(
             name,
-            reader_config(settings, name),
+            reader_config(settings, name, ahead),
             topics,
             policy,
             tracker,
@@ -278,7 +296,8 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             ),
         )
         lane = LaneSignal()
-        add("inference", [settings.topics.inference], inference, policy, inference_gate, yields_to=lane)
+        ahead = fetch_ahead(settings, models.warm_pace(settings.batch_size))
+        add("inference", [settings.topics.inference], inference, policy, inference_gate, yields_to=lane, ahead=ahead)
         lane_stage = dataclasses.replace(inference, failures=routers[LANE], role=LANE)
         add(LANE, [settings.topics.inference_priority], lane_stage, policy, inference_gate, lane=lane)
     lag = LagMonitor(settings, {f"{settings.group}.{r.name}": list(r.topics) for r in built}, metrics)
@@ -359,9 +378,10 @@ def _refusals(settings: Settings, request_codec: EventCodec, routers: dict[str, 
     return instead
 
 
-def reader_config(settings: Settings, role: str) -> dict[str, Any]:
+def reader_config(settings: Settings, role: str, ahead: int | None = None) -> dict[str, Any]:
     """Each reader reads in a consumer group of its own (never the Faust app's), with static membership when
-    the worker has an id, so a restart takes its partitions straight back."""
+    the worker has an id, so a restart takes its partitions straight back. ``ahead``: see ``fetch_ahead``
+    (librdkafka counts it on the consumer's one queue, all partitions together)."""
     overrides: dict[str, Any] = {
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": settings.session_timeout_ms,
@@ -372,6 +392,9 @@ def reader_config(settings: Settings, role: str) -> dict[str, Any]:
     if settings.reader_fetch_wait_ms and role != LANE:
         overrides["fetch.wait.max.ms"] = settings.reader_fetch_wait_ms
         overrides["fetch.min.bytes"] = FETCH_MIN_BYTES
+    if ahead is not None:
+        overrides["queued.min.messages"] = ahead
+        overrides["fetch.queue.backoff.ms"] = QUEUE_BACKOFF_MS
     if settings.worker_id:
         overrides["group.instance.id"] = f"{settings.worker_id}.{role}"  # see static_members
     return consumer_config(settings, f"{settings.group}.{role}", **overrides)
