@@ -81,7 +81,7 @@ looks again (no request is sent when it still does). librdkafka's 1 s would let 
 def fetch_ahead(settings: Settings, events_per_s: float) -> int | None:
     """The inference reader's queued.min.messages: what the model runs in ``inference_fetch_ahead_ms`` at
     ``events_per_s``, at least four model batches; None (librdkafka's own) when off or past its own."""
-    if not settings.inference_fetch_ahead_ms or not events_per_s > 0:
+    if not settings.inference_fetch_ahead_ms or not 0 < events_per_s < math.inf:
         return None
     events = max(math.ceil(events_per_s * settings.inference_fetch_ahead_ms / 1000), 4 * settings.batch_size)
     return events if events < LIBRDKAFKA_QUEUED_MIN else None

@@ -64,9 +64,13 @@ def test_a_fast_models_fetch_ahead_is_librdkafkas_own() -> None:
     assert fetch_ahead(settings(), 100_000.0) is None
 
 
-@pytest.mark.parametrize("pace", (0.0, float("nan"), 250.0))
-def test_no_fetch_ahead_when_off_or_without_a_pace(pace: float) -> None:
-    assert fetch_ahead(settings(inference_fetch_ahead_ms=0 if pace == 250.0 else 1000), pace) is None
+def test_zero_turns_the_fetch_ahead_off() -> None:
+    assert fetch_ahead(settings(inference_fetch_ahead_ms=0), 250.0) is None
+
+
+@pytest.mark.parametrize("pace", (0.0, -1.0, float("nan"), float("inf")))
+def test_a_pace_that_says_nothing_leaves_librdkafkas_own(pace: float) -> None:
+    assert fetch_ahead(settings(), pace) is None
 
 
 def test_a_fetch_ahead_sets_librdkafkas_count_and_a_short_backoff() -> None:
