@@ -123,8 +123,9 @@ def leave(
     """Remove a stopped worker's static members from its consumer groups: its partitions go to the other
     workers now instead of after session_timeout_ms. For a worker that is not coming back."""
     from pipeline.kafka.membership import remove_members
-    from pipeline.worker.build import reader_names, static_members
+    from pipeline.worker.build import static_members
     from pipeline.worker.layout import ROLES
+    from pipeline.worker.readers import reader_names
 
     settings = broker_settings(ctx, worker_id=worker_id)
     roles = ROLES if role is Role.all else (role.value,)

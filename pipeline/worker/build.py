@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import socket
 import threading
@@ -26,7 +25,7 @@ import faust
 
 from pipeline.config import Settings
 from pipeline.kafka.batching import Batch, BatchPolicy, ModelPaced
-from pipeline.kafka.clients import consumer_config, producer_config
+from pipeline.kafka.clients import producer_config
 from pipeline.kafka.holds import Gate
 from pipeline.kafka.lag import LagMonitor
 from pipeline.kafka.lane import LaneSignal
@@ -49,6 +48,7 @@ from pipeline.stages.input import InputStage
 from pipeline.stages.isolation import Isolated
 from pipeline.worker.fatal import FatalLatch
 from pipeline.worker.faust_app import FaustHandOff, add_role, new_app
+from pipeline.worker.readers import LANE, fetch_ahead, reader_config, reader_names
 
 if TYPE_CHECKING:
     from pipeline.model.service import ModelService
@@ -62,35 +62,6 @@ class Processor(Protocol):
     role: str
 
     async def process(self, batch: Batch) -> list[OutRecord]: ...
-
-
-LANE = "inference.priority"
-"""The priority lane's reader: its name in metrics and logs, and its consumer group's suffix."""
-FETCH_MIN_BYTES = 100_000
-"""A bulk reader's fetch.min.bytes: above what a stream brings in ``reader_fetch_wait_ms``, so that the wait,
-not the first record, ends a fetch; a backlog fills it at once."""
-
-
-LIBRDKAFKA_QUEUED_MIN = 100_000
-"""librdkafka's own queued.min.messages: a fetch-ahead past it is left to librdkafka."""
-QUEUE_BACKOFF_MS = 100
-"""fetch.queue.backoff.ms where a reader counts its fetch-ahead: how soon a reader whose queue held enough
-looks again (no request is sent when it still does). librdkafka's 1 s would let a drained queue wait."""
-
-
-def fetch_ahead(settings: Settings, events_per_s: float) -> int | None:
-    """The inference reader's queued.min.messages: what the model runs in ``inference_fetch_ahead_ms`` at
-    ``events_per_s``, at least four model batches; None (librdkafka's own) when off or past its own."""
-    if not settings.inference_fetch_ahead_ms or not 0 < events_per_s < math.inf:
-        return None
-    events = max(math.ceil(events_per_s * settings.inference_fetch_ahead_ms / 1000), 4 * settings.batch_size)
-    return events if events < LIBRDKAFKA_QUEUED_MIN else None
-
-
-def reader_names(roles: Sequence[str]) -> tuple[str, ...]:
-    """The readers a process running ``roles`` has, in the order they are built."""
-    names = [role for role in ("input", "inference") if role in roles]
-    return (*names, LANE) if "inference" in roles else tuple(names)
 
 
 def static_members(settings: Settings, readers: Sequence[str]) -> list[tuple[str, str]]:
@@ -296,7 +267,14 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             ),
         )
         lane = LaneSignal()
-        ahead = fetch_ahead(settings, models.warm_pace(settings.batch_size))
+        pace = models.warm_pace(settings.batch_size)
+        ahead = fetch_ahead(settings, pace)
+        log.info(
+            "inference reader: fetches ahead up to %s (model %s at %.0f events/s on a warm batch)",
+            f"{ahead} events" if ahead is not None else "librdkafka's own count",
+            model_name,
+            pace,
+        )
         add("inference", [settings.topics.inference], inference, policy, inference_gate, yields_to=lane, ahead=ahead)
         lane_stage = dataclasses.replace(inference, failures=routers[LANE], role=LANE)
         add(LANE, [settings.topics.inference_priority], lane_stage, policy, inference_gate, lane=lane)
@@ -376,25 +354,3 @@ def _refusals(settings: Settings, request_codec: EventCodec, routers: dict[str, 
         return list(router.route(source, failure, None))
 
     return instead
-
-
-def reader_config(settings: Settings, role: str, ahead: int | None = None) -> dict[str, Any]:
-    """Each reader reads in a consumer group of its own (never the Faust app's), with static membership when
-    the worker has an id, so a restart takes its partitions straight back. ``ahead``: see ``fetch_ahead``
-    (librdkafka counts it on the consumer's one queue, all partitions together)."""
-    overrides: dict[str, Any] = {
-        "partition.assignment.strategy": "cooperative-sticky",
-        "session.timeout.ms": settings.session_timeout_ms,
-        "heartbeat.interval.ms": min(settings.heartbeat_interval_ms, settings.session_timeout_ms // 3),
-        "max.poll.interval.ms": max(60_000, settings.session_timeout_ms),
-        "queued.max.messages.kbytes": settings.reader_prefetch_kbytes,
-    }
-    if settings.reader_fetch_wait_ms and role != LANE:
-        overrides["fetch.wait.max.ms"] = settings.reader_fetch_wait_ms
-        overrides["fetch.min.bytes"] = FETCH_MIN_BYTES
-    if ahead is not None:
-        overrides["queued.min.messages"] = ahead
-        overrides["fetch.queue.backoff.ms"] = QUEUE_BACKOFF_MS
-    if settings.worker_id:
-        overrides["group.instance.id"] = f"{settings.worker_id}.{role}"  # see static_members
-    return consumer_config(settings, f"{settings.group}.{role}", **overrides)

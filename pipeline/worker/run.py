@@ -14,9 +14,10 @@ from pipeline.config import Settings
 from pipeline.observability.health import Health
 from pipeline.observability.http import HealthServer
 from pipeline.observability.metrics import Metrics
-from pipeline.worker.build import LANE, build_runtime, reader_names
+from pipeline.worker.build import build_runtime
 from pipeline.worker.faust_app import PipelineWorker
 from pipeline.worker.gc import HeapTrimmer, freeze_startup_heap, set_young_threshold
+from pipeline.worker.readers import LANE, reader_names
 
 log = logging.getLogger("pipeline.worker")
 

@@ -16,7 +16,7 @@ from pipeline.config import Settings
 from pipeline.kafka.admin import connect_admin
 from pipeline.kafka.clients import producer_config
 from pipeline.kafka.topics import TopicSpec, create_topics
-from pipeline.worker.build import reader_config
+from pipeline.worker.readers import reader_config
 
 BACKLOG = 1_000
 IDLE_S = 2.0

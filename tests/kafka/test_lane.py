@@ -12,7 +12,7 @@ from pipeline.kafka.holds import Holds
 from pipeline.kafka.lane import LaneSignal
 from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
-from pipeline.worker.build import LANE, reader_names
+from pipeline.worker.readers import LANE, reader_names
 from tests.kafka.fakes import Record
 
 

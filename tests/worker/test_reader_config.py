@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from pipeline.config import Settings
-from pipeline.worker.build import FETCH_MIN_BYTES, LANE, QUEUE_BACKOFF_MS, fetch_ahead, reader_config
+from pipeline.worker.readers import FETCH_MIN_BYTES, LANE, QUEUE_BACKOFF_MS, fetch_ahead, reader_config
 
 BULK = ("input", "inference")
 

@@ -17,7 +17,8 @@ import json, sys
 from pipeline.config import Settings
 from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
-from pipeline.worker.build import build_runtime, reader_names
+from pipeline.worker.build import build_runtime
+from pipeline.worker.readers import reader_names
 from pipeline.worker.run import run_worker  # what a role process imports to run
 
 settings = Settings(bootstrap_servers="127.0.0.1:1", model="tiny")
