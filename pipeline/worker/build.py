@@ -267,14 +267,16 @@ def build_runtime(settings: Settings, roles: Sequence[str], metrics: Metrics, he
             ),
         )
         lane = LaneSignal()
-        pace = models.warm_pace(settings.batch_size)
-        ahead = fetch_ahead(settings, pace)
-        log.info(
-            "inference reader: fetches ahead up to %s (model %s at %.0f events/s on a warm batch)",
-            f"{ahead} events" if ahead is not None else "librdkafka's own count",
-            model_name,
-            pace,
-        )
+        ahead = None
+        if settings.inference_fetch_ahead_ms:  # else the timed batch would size nothing
+            pace = models.warm_pace(settings.batch_size)
+            ahead = fetch_ahead(settings, pace)
+            log.info(
+                "inference reader: fetches ahead up to %s (model %s at %.0f events/s on a warm batch)",
+                f"{ahead} events" if ahead is not None else "librdkafka's own count",
+                model_name,
+                pace,
+            )
         add("inference", [settings.topics.inference], inference, policy, inference_gate, yields_to=lane, ahead=ahead)
         lane_stage = dataclasses.replace(inference, failures=routers[LANE], role=LANE)
         add(LANE, [settings.topics.inference_priority], lane_stage, policy, inference_gate, lane=lane)

@@ -10,23 +10,20 @@ from __future__ import annotations
 import json
 import time
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
 from pipeline.config import Settings
 from pipeline.kafka.admin import connect_admin
-from pipeline.kafka.clients import producer_config
 from pipeline.kafka.topics import TopicSpec, create_topics
 from pipeline.worker.readers import reader_config
+from tests.harness import produce_raw
 
 BACKLOG = 1_000
 IDLE_S = 2.0
 
 
 def _fill(settings: Settings, topic: str, n: int) -> None:
-    producer = Producer(producer_config(settings))
-    for i in range(n):
-        producer.produce(topic, value=b"x" * 100, key=str(i).encode())
-    assert producer.flush(30) == 0
+    produce_raw(settings, topic, ((str(i).encode(), b"x" * 100, None) for i in range(n)))
 
 
 class _Reader:
