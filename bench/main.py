@@ -43,7 +43,7 @@ from bench.report import (
     plot,
     ratios,
 )
-from bench.run import DesignRun, Phase, run_design
+from bench.run import DesignRun, Phase, legs_for, run_design
 from bench.scale import SCALE_PARTITIONS, run_scale, scale_markdown
 from bench.workload import PARTITIONS
 from pipeline.config import Settings
@@ -252,9 +252,9 @@ def run(
                     shared = shared and (not quick or design in QUICK_SHARED_CURVE)
                     rates = tuple(mine.events_per_s * f for f in SHARED_CURVE) if shared and mine else ()
                     windows = phase.windows if design in JUDGED else 1
-                    reference = mine.events_per_s if mine else 0.0
+                    legs, ref = legs_for(design, phase), mine.events_per_s if mine else 0.0
                     design_phase = Phase(
-                        phase.events, phase.rate, seconds, rates=rates, windows=windows, reference_per_s=reference
+                        phase.events, phase.rate, seconds, rates=rates, legs=legs, windows=windows, reference_per_s=ref
                     )
                     runs.append(
                         run_design(bootstrap, design, model, batch, design_phase, log, layout, None, processes, split)
