@@ -43,7 +43,7 @@ from bench.report import (
     plot,
     ratios,
 )
-from bench.run import DesignRun, Phase, legs_for, run_design
+from bench.run import DesignRun, Phase, run_design
 from bench.scale import SCALE_PARTITIONS, run_scale, scale_markdown
 from bench.workload import PARTITIONS
 from pipeline.config import Settings
@@ -85,10 +85,9 @@ WARM_UP = Phase(events=150_000, rate=1000.0, seconds=0.0)
 WARM_UP_DESIGNS = ("pipeline", "raw_two_hop")
 WARM_SETTLED = 0.10
 WARM_UP_MAX = 8
-# A tiny backlog drains in under ten seconds, and one drain per design moved the pipeline's ratio to the raw
-# two-hop design between 0.68 and 1.25 from one run to the next (bench/README.md, 2026-12-06): the
-# pipeline's tiny legs have this design's backlogs drained between them, so that the two are also compared
-# on drains taken minutes apart at most (median over median; the table's own ratio stays one drain each).
+# One drain per design moved the pipeline's ratio to the raw two-hop design between 0.68 and 1.25 from run
+# to run (bench/README.md, 2026-12-06): this design's tiny backlogs are drained between the pipeline's legs,
+# so the two are also compared minutes apart at most (median over median; the table's ratio: one drain each).
 INTERLEAVED = {"tiny": "raw_two_hop"}
 # The designs whose p99s the targets compare (the pipeline against the raw two-hop design at 25 and 50% of
 # its maximum, exactly once against at least once at the common rate) are measured in this many windows at
@@ -97,6 +96,16 @@ INTERLEAVED = {"tiny": "raw_two_hop"}
 # design's at 50% between -1,489 and +1,239 (bench/README.md).
 JUDGED = ("pipeline", "pipeline_eos", "raw_two_hop")
 JUDGED_WINDOWS = 3
+# Drained in legs where the plan has them (one backlog put exactly once at 0.85, 0.92, 0.71 of at least once).
+LEGGED = ("pipeline", "pipeline_eos")
+
+
+def planned(design: str, phase: Phase, seconds: float, rates: tuple[float, ...] = (), ref: float = 0.0) -> Phase:
+    """The phase ``design`` runs in: the plan's legs if it is LEGGED, its windows if it is JUDGED."""
+    legs, windows = phase.legs if design in LEGGED else 1, phase.windows if design in JUDGED else 1
+    return Phase(phase.events, phase.rate, seconds, rates=rates, legs=legs, windows=windows, reference_per_s=ref)
+
+
 PLANS: dict[str, dict[str, tuple[Phase, tuple[str, ...]]]] = {
     "full": {
         "tiny": (Phase(150_000, 1000.0, 8.0, curve=CURVE, legs=3, windows=JUDGED_WINDOWS), DESIGNS),
@@ -251,13 +260,9 @@ def run(
                     shared = phase.curve and mine is not None and not mine.error
                     shared = shared and (not quick or design in QUICK_SHARED_CURVE)
                     rates = tuple(mine.events_per_s * f for f in SHARED_CURVE) if shared and mine else ()
-                    windows = phase.windows if design in JUDGED else 1
-                    legs, ref = legs_for(design, phase), mine.events_per_s if mine else 0.0
-                    design_phase = Phase(
-                        phase.events, phase.rate, seconds, rates=rates, legs=legs, windows=windows, reference_per_s=ref
-                    )
+                    staged = planned(design, phase, seconds, rates, mine.events_per_s if mine else 0.0)
                     runs.append(
-                        run_design(bootstrap, design, model, batch, design_phase, log, layout, None, processes, split)
+                        run_design(bootstrap, design, model, batch, staged, log, layout, None, processes, split)
                     )
             if model not in samples:
                 ceiling(model, phase.events)

@@ -108,17 +108,6 @@ class Phase:
     reference_per_s: float = 0.0
 
 
-# The designs drained in legs where the plan gives its phase legs: the pipeline, and exactly once, whose
-# events/s over at least once's is a target that one backlog judged at 0.85, 0.92 and 0.71 in three full
-# runs on the same code (bench/README.md, 12-07 night). Every other design drains one backlog.
-LEGGED = ("pipeline", "pipeline_eos")
-
-
-def legs_for(design: str, phase: Phase) -> int:
-    """How many backlogs ``design`` drains in a plan's ``phase``."""
-    return phase.legs if design in LEGGED else 1
-
-
 def run_design(
     bootstrap: str,
     design: str,
