@@ -33,6 +33,7 @@ from pipeline.kafka.offsets import TP, OffsetTracker, Ticket
 from pipeline.kafka.reachability import Reachability
 from pipeline.kafka.retry import RetryPolicy
 from pipeline.kafka.rewinds import CommittedUnavailable, Rewinds
+from pipeline.kafka.starts import START_WITHIN_S, Starts
 from pipeline.kafka.transactions import TransactionAborted, TransactionalWriter
 from pipeline.observability.health import Health
 from pipeline.observability.metrics import Metrics
@@ -79,6 +80,7 @@ class BatchReader(threading.Thread):
         commit_interval_s: float = 0.1,
         transactions: TransactionalWriter | None = None,
         after_close: Callable[[], None] | None = None,
+        start_within_s: float = START_WITHIN_S,
     ) -> None:
         super().__init__(name=f"reader-{name}", daemon=True)
         self.role = name
@@ -109,6 +111,7 @@ class BatchReader(threading.Thread):
         self._rewinds = Rewinds(name, tracker, self._holds, self._backoff, metrics)
         self._holding: str | None = None
         self._reach = Reachability(name, self._topics[0], health)
+        self._starts = Starts(name, metrics, health, start_within_s)  # partitions the client never starts
         self._work = False
         self.stats = ReaderStats()
         self.ready = threading.Event()  # set once partitions are assigned
@@ -178,6 +181,7 @@ class BatchReader(threading.Thread):
         self._commits.release(assigned, lost=False)
         self._holds.clear()
         self._rewinds.clear()
+        self._starts.clear()
         self.stats.assigned.clear()
         if self._health is not None:
             self._health.assignment(self.role, 0)
@@ -193,6 +197,7 @@ class BatchReader(threading.Thread):
             if not self._reach.connected:
                 self._reach.check(consumer)
             now = time.monotonic()
+            self._starts.check(consumer, self._holds.paused, self._reach.connected, now)
             limit = self._policy.limit()
             wait = self._policy.remaining_s(self._first_at, len(self._pending), now, limit)
             if self._pending and self._policy.closes(wait, idle(), self._handoff.waiting()):
@@ -342,6 +347,7 @@ class BatchReader(threading.Thread):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.assigned.update((p.topic, p.partition) for p in partitions)
+        self._starts.assigned(((p.topic, p.partition) for p in partitions), time.monotonic())
         log.info("%s reader: assigned %s", self.role, [f"{p.topic}[{p.partition}]" for p in partitions])
         self.ready.set()
         if self._health is not None:
@@ -368,6 +374,7 @@ class BatchReader(threading.Thread):
         self._tracker.forget(tps)
         self._holds.release(tps)
         self._rewinds.release(tps)
+        self._starts.released(tps)
         self.stats.assigned.difference_update(tps)
         if self._lane is not None and not self.stats.assigned:
             self._lane.report(False)  # nothing of the lane left here: the bulk must not stay held

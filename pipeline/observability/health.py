@@ -3,12 +3,14 @@
 Readiness (``/readyz``) is a set of checks, each changed when something happens: the broker answers or
 stops answering, a reader gains or loses its partitions (the priority lane's reader, which may be left
 without any when the workers outnumber its partitions, does not count), the model is warm (or the worker
-turned fatal), a reader holds its partitions (a batch read again after a backoff, the model's circuit open).
+turned fatal), a reader holds its partitions (a batch read again after a backoff, the model's circuit open),
+a reader has an assigned partition the client never started reading (``fetching``, pipeline/kafka/starts.py).
 
 Liveness (``/healthz``) fails when the hot path has stopped making progress with work pending and no
 reason it knows of: a role has batches in flight, holds nothing on purpose, and nothing was committed for
-``stall_timeout_s``. A worker waiting out a broker outage or an open circuit is alive but not ready; a
-worker wedged by a fault nobody foresaw is not alive, so its orchestrator restarts it.
+``stall_timeout_s``; or a role has had a partition that never started for ``stall_timeout_s`` after it
+was found so and assigned again. A worker waiting out a broker outage or an open circuit is alive but not
+ready; a worker wedged by a fault nobody foresaw is not alive, so its orchestrator restarts it.
 
 Every change is published at once as gauges (``pipeline_ready_check{check}``, ``pipeline_ready``, and per
 role the last progress time, work pending and holding), so a supervisor running the roles as processes of
@@ -23,12 +25,16 @@ from collections.abc import Iterable
 
 from pipeline.observability.metrics import Metrics
 
-CHECKS = ("connected", "partitions_assigned", "model_warm", "flowing")
+CHECKS = ("connected", "partitions_assigned", "model_warm", "flowing", "fetching")
 
 
-def stalled(last_progress: float, work_pending: bool, holding: bool, now: float, timeout_s: float) -> bool:
-    """The liveness rule, one role at a time: work pending, nothing held on purpose, no progress for long."""
-    return work_pending and not holding and now - last_progress > timeout_s
+def stalled(
+    last_progress: float, work_pending: bool, holding: bool, now: float, timeout_s: float, unstarted_since: float = 0.0
+) -> bool:
+    """The liveness rule, one role at a time: work pending, nothing held on purpose, no progress for long;
+    or a partition found never started (``unstarted_since``, 0 for none) that has not started for long."""
+    wedged = work_pending and not holding and now - last_progress > timeout_s
+    return wedged or (unstarted_since > 0 and now - unstarted_since > timeout_s)
 
 
 class Health:
@@ -46,6 +52,7 @@ class Health:
         self._connected = dict.fromkeys(self._roles, True)
         self._holding: dict[str, str | None] = dict.fromkeys(self._roles)
         self._work = dict.fromkeys(self._roles, False)
+        self._unstarted: dict[str, float | None] = dict.fromkeys(self._roles)
         now = time.time()
         self._progress = dict.fromkeys(self._roles, now)
         self._publish()
@@ -86,6 +93,15 @@ class Health:
             self._publish()
             self._publish_role(role)
 
+    def unstarted(self, role: str, since: float | None) -> None:
+        """Since when (wall clock) the role has had an assigned partition found never started, or None."""
+        with self._lock:
+            if self._unstarted.get(role) == since:
+                return
+            self._unstarted[role] = since
+            self._publish()
+            self._publish_role(role)
+
     def progress(self, role: str) -> None:
         """Something was committed: the hot path moves."""
         now = time.time()
@@ -119,7 +135,12 @@ class Health:
         with self._lock:
             return {
                 role: not stalled(
-                    self._progress[role], self._work[role], self._holding[role] is not None, now, self.stall_timeout_s
+                    self._progress[role],
+                    self._work[role],
+                    self._holding[role] is not None,
+                    now,
+                    self.stall_timeout_s,
+                    self._unstarted[role] or 0.0,
                 )
                 for role in self._roles
             }
@@ -134,6 +155,7 @@ class Health:
             "partitions_assigned": all(n > 0 for r, n in self._assigned.items() if r not in self._standby),
             "model_warm": self._model_warm,
             "flowing": all(reason is None for reason in self._holding.values()),
+            "fetching": all(since is None for since in self._unstarted.values()),
         }
 
     def _publish(self) -> None:
@@ -146,3 +168,4 @@ class Health:
         self._metrics.work_pending.labels(role).set(1 if self._work[role] else 0)
         self._metrics.holding.labels(role).set(0 if self._holding[role] is None else 1)
         self._metrics.last_progress.labels(role).set(self._progress[role])
+        self._metrics.unstarted_since.labels(role).set(self._unstarted[role] or 0.0)

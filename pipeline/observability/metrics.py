@@ -153,6 +153,20 @@ class Metrics:
             registry=r,
             multiprocess_mode="liveall",
         )
+        self.unstarted_since = Gauge(
+            "pipeline_unstarted_since_time_seconds",
+            "Since when the role has had an assigned partition the client never started reading (found, and "
+            "assigned again), seconds since the Unix epoch; 0 while it has none.",
+            ["role"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.partitions_reassigned = Counter(
+            "pipeline_partitions_reassigned",
+            "Assigned partitions the client never started reading, assigned again, by role.",
+            ["role"],
+            registry=r,
+        )
         self.circuit_open = Gauge(
             "pipeline_model_circuit_open",
             "1 while the model's circuit breaker is open: the model failed, events wait in Kafka.",

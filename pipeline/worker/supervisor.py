@@ -53,7 +53,12 @@ log = logging.getLogger("pipeline.supervisor")
 
 PR_SET_PDEATHSIG = 1
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_LIVENESS_SAMPLES = ("pipeline_last_progress_time_seconds", "pipeline_work_pending", "pipeline_holding")
+_LIVENESS_SAMPLES = (
+    "pipeline_last_progress_time_seconds",
+    "pipeline_work_pending",
+    "pipeline_holding",
+    "pipeline_unstarted_since_time_seconds",
+)
 STOP_MARGIN_S = 20.0  # past the drain timeout, before a process that does not stop is killed
 # A role process's first words: its module path (pickled, so that it imports what this process would),
 # then the entry point, which reads its arguments from the same pipe.
@@ -232,6 +237,7 @@ class Supervisor:
                 values.get("pipeline_holding", 0) == 1,
                 now,
                 self.plan.stall_timeout_s,
+                values.get("pipeline_unstarted_since_time_seconds", 0.0),
             )
             alive[role] = alive.get(role, True) and not stuck
         return alive

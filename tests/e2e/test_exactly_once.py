@@ -7,8 +7,10 @@ import time
 from collections import Counter
 
 import numpy as np
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.kafka.clients import consumer_config
 from pipeline.ops.collect import count, read_topic
 from pipeline.ops.generate import tiny_requests
 from pipeline.serde import Codecs, build_request
@@ -48,7 +50,35 @@ def _until_answered(settings: Settings, n: int, *workers: WorkerProcess, timeout
     while (answered := len(_answers(settings)[0])) < n:
         if time.monotonic() > deadline:
             logs = "\n".join(f"==== worker {k}:\n{w.output()[-6000:]}" for k, w in enumerate(workers, 1))
-            raise AssertionError(f"{answered} of {n} events answered within {timeout_s:.0f} s\n{logs}")
+            raise AssertionError(
+                f"{answered} of {n} events answered within {timeout_s:.0f} s\n{_where(settings)}{logs}"
+            )
+
+
+def _where(settings: Settings) -> str:
+    """Where the unanswered events wait, for the failure message: per partition of each topic a role reads,
+    its end, the end a read_committed reader sees (lower while a transaction is open on it), and the role's
+    committed offset (read without waiting for open transactions)."""
+    lines = []
+    for role, topic in (("input", settings.topics.input), ("inference", settings.topics.inference)):
+        plain = Consumer(
+            consumer_config(settings, f"{settings.group}.{role}", **{"isolation.level": "read_uncommitted"})
+        )
+        stable = Consumer(consumer_config(settings, f"{settings.group}.{role}"))
+        try:
+            parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+            committed = {tp.partition: tp.offset for tp in plain.committed(parts, timeout=10)}
+            for tp in parts:
+                end = plain.get_watermark_offsets(tp, timeout=10)[1]
+                visible = stable.get_watermark_offsets(tp, timeout=10)[1]
+                done = committed[tp.partition]
+                lines.append(f"{role} [{tp.partition}]: end {end}, read_committed end {visible}, committed {done}")
+        except KafkaException as exc:
+            lines.append(f"{role}: {exc}")
+        finally:
+            plain.close()
+            stable.close()
+    return "\n".join(lines) + "\n"
 
 
 def test_kill_9_mid_stream_answers_every_event_exactly_once_poison_included(e2e_settings: Settings) -> None:

@@ -57,7 +57,7 @@ def test_metrics_count_what_flowed_and_readiness_follows_warm_up(e2e_settings: S
     with WorkerProcess(settings, "--model", "tiny", "--metrics-port", str(port), "--process-per-role", layout):
         status, body, seen = poll_http(port, "/readyz", until=200, timeout_s=90, interval_s=0.05)
         assert status == 200, body
-        checks = {"connected": True, "partitions_assigned": True, "model_warm": True, "flowing": True}
+        checks = {"connected": True, "partitions_assigned": True, "model_warm": True, "flowing": True, "fetching": True}
         assert body == {"ready": True, "checks": checks}
         assert http_get(port, "/healthz")[0] == 200
         produce_raw(settings, settings.topics.input, records)
