@@ -56,22 +56,22 @@ def _until_answered(settings: Settings, n: int, *workers: WorkerProcess, timeout
 
 
 def _where(settings: Settings) -> str:
-    """Where the unanswered events wait, for the failure message: per partition of each topic a role reads,
-    its end, the end a read_committed reader sees (lower while a transaction is open on it), and the role's
-    committed offset (read without waiting for open transactions)."""
+    """Where the unanswered events wait, for the failure message: per partition of the topics the roles
+    read and of the output topic, its end, the end a read_committed reader sees (lower while a transaction
+    is open on it), and the reading role's committed offset (read without waiting for open transactions)."""
     lines = []
-    for role, topic in (("input", settings.topics.input), ("inference", settings.topics.inference)):
-        plain = Consumer(
-            consumer_config(settings, f"{settings.group}.{role}", **{"isolation.level": "read_uncommitted"})
-        )
-        stable = Consumer(consumer_config(settings, f"{settings.group}.{role}"))
+    topics = settings.topics
+    for role, topic in (("input", topics.input), ("inference", topics.inference), ("output", topics.output)):
+        group = f"{settings.group}.{role}"
+        plain = Consumer(consumer_config(settings, group, **{"isolation.level": "read_uncommitted"}))
+        stable = Consumer(consumer_config(settings, group))
         try:
             parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
             committed = {tp.partition: tp.offset for tp in plain.committed(parts, timeout=10)}
             for tp in parts:
                 end = plain.get_watermark_offsets(tp, timeout=10)[1]
                 visible = stable.get_watermark_offsets(tp, timeout=10)[1]
-                done = committed[tp.partition]
+                done = committed[tp.partition] if role != "output" else "-"
                 lines.append(f"{role} [{tp.partition}]: end {end}, read_committed end {visible}, committed {done}")
         except KafkaException as exc:
             lines.append(f"{role}: {exc}")
