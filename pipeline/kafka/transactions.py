@@ -35,6 +35,7 @@ from pipeline.observability.metrics import Metrics
 log = logging.getLogger("pipeline.transactions")
 
 _TIMEOUT_S = 30.0
+_PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 
 
 def _retrying(call: Callable[[], Any], deadline_s: float = _TIMEOUT_S) -> None:
@@ -259,9 +260,14 @@ class TransactionalWriter(OutputWriter):
         if isinstance(err, KafkaError) and source is not None and self._is_refusal(err):
             self._refused_sources.add((source.topic(), source.partition(), source.offset(), out.record.topic))
         text = err.str() if isinstance(err, KafkaError) else str(err)
-        self._abort_reason = self._abort_reason or f"a record for {out.record.topic} failed: {text}"
+        reason = f"a record for {out.record.topic} failed: {text}"
+        # A record purged by an abort belongs to the transaction that abort ended: its report, served after
+        # the next transaction began, must not doom that one too (each abort would purge the next's records
+        # and doom the one after, for good).
+        if not (isinstance(err, KafkaError) and err.code() in _PURGED):
+            self._abort_reason = self._abort_reason or reason
         if out.ticket is not None:
-            out.ticket.tracker.settle(out.ticket, ok=False, error=TransactionAborted(self._abort_reason))
+            out.ticket.tracker.settle(out.ticket, ok=False, error=TransactionAborted(self._abort_reason or reason))
 
     @staticmethod
     def _is_refusal(err: KafkaError) -> bool:
